@@ -58,6 +58,7 @@ __all__ = [
     "RevocationUnavailable",
     "SessionMismatch",
     "SignatureInvalid",
+    "StoreUnavailable",
     "TooManyAttempts",
     "UntrustedIssuer",
     "WeakHash",
@@ -320,6 +321,14 @@ class BirthDateMismatch(MoicaAuthError):
 class PersonalDataUnverified(MoicaAuthError):
     code = "personal_data_unverified"
     default_message = _("The personal data could not be confirmed right now.")
+    http_status = 503
+
+
+class StoreUnavailable(MoicaAuthError):
+    """The shared store (Redis) cannot be reached; logins fail closed."""
+
+    code = "store_unavailable"
+    default_message = _("The login service is temporarily unavailable. Please try again later.")
     http_status = 503
 
 

@@ -1,0 +1,382 @@
+"""OcspSource (RFC 6960) against a real local responder: every check rejects with its code."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+
+import pytest
+
+from moica_auth.exceptions import (
+    ConfigurationError,
+    MoicaAuthError,
+    OcspInvalid,
+    RevocationUnavailable,
+)
+from moica_auth.revocation.ocsp import OcspSource, build_request, responder_url_of
+from moica_auth.stores import MemoryStore, RedisStore
+from moica_auth.testing.pki import CitizenCard, TestPKI
+from moica_auth.testing.responders import ResponderServer
+from tests.ocsp_fixtures import (  # noqa: F401  (pytest finds fixtures in the module)
+    CLIENT_TIMEOUT,
+    NOW,
+    Clock,
+    CountingStore,
+    card_g2_fixture,
+    card_g3_fixture,
+    ocsp_pki_fixture,
+    responder_clock_fixture,
+    server_fixture,
+    session_server_fixture,
+)
+
+
+def source(**kwargs: object) -> OcspSource:
+    kwargs.setdefault("timeout", CLIENT_TIMEOUT)
+    return OcspSource(**kwargs)  # type: ignore[arg-type]
+
+
+def ask(src: OcspSource, card: CitizenCard, *, at=NOW):
+    return src.status(certificate=card.signing.certificate, issuer=card.issuer.certificate, at=at)
+
+
+def rejects(exc_type: type[MoicaAuthError], code: str, src: OcspSource, card: CitizenCard, **kw):
+    with pytest.raises(exc_type) as info:
+        ask(src, card, **kw)
+    assert info.value.code == code
+    return info.value
+
+
+# --- answers ------------------------------------------------------------------------------
+
+
+def test_good_from_the_aia_responder(server: ResponderServer, card_g3: CitizenCard) -> None:
+    assert responder_url_of(card_g3.signing.certificate) == server.url_for("/ocsp")
+    answer = ask(source(), card_g3)
+    assert answer.status == "good"
+    assert answer.source == "ocsp"
+    assert answer.this_update == NOW
+    assert answer.next_update == NOW + timedelta(hours=12)
+    assert server.hits("/ocsp") == 1
+
+
+def test_good_for_g2_from_the_shared_responder(
+    server: ResponderServer, card_g2: CitizenCard
+) -> None:
+    assert ask(source(), card_g2).status == "good"
+
+
+def test_revoked_carries_reason_and_time(server: ResponderServer, card_g3: CitizenCard) -> None:
+    when = NOW - timedelta(days=3)
+    server.set_status(
+        card_g3.signing.certificate.serial_number,
+        "revoked",
+        revoked_at=when,
+        reason="key_compromise",
+    )
+    answer = ask(source(), card_g3)
+    assert answer.status == "revoked"
+    assert answer.reason == "key_compromise"
+    assert answer.revoked_at == when
+
+
+def test_certificate_hold_reads_hold(server: ResponderServer, card_g3: CitizenCard) -> None:
+    server.set_status(card_g3.signing.certificate.serial_number, "hold", revoked_at=NOW)
+    answer = ask(source(), card_g3)
+    assert answer.status == "hold"
+    assert answer.reason == "certificate_hold"
+
+
+def test_unknown_fails_closed(server: ResponderServer, card_g3: CitizenCard) -> None:
+    server.set_status(card_g3.signing.certificate.serial_number, "unknown")
+    rejects(RevocationUnavailable, "revocation_unavailable", source(), card_g3)
+
+
+def test_rejects_certificate_without_responder(server: ResponderServer, ocsp_pki: TestPKI) -> None:
+    card = ocsp_pki.issue_card(generation="G2", ocsp_url=None, label="ocsp-tests/no-aia")
+    rejects(RevocationUnavailable, "revocation_unavailable", source(), card)
+    assert server.hits("/ocsp") == 0
+
+
+def test_responder_url_override_and_rewrite(server: ResponderServer, card_g3: CitizenCard) -> None:
+    server.add_ocsp(issuer=card_g3.issuer.certificate, signer=card_g3.issuer, path="/alt")
+    aia = server.url_for("/ocsp")
+    assert ask(source(responder_urls={aia: server.url_for("/alt")}), card_g3).status == "good"
+    assert ask(source(responder_url=server.url_for("/alt")), card_g3).status == "good"
+    assert server.hits("/alt") == 2
+    assert server.hits("/ocsp") == 0
+
+
+# --- transport failures -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fault", ["down", "slow", "http500", "truncate"])
+def test_transport_failure_is_unavailable(
+    server: ResponderServer, card_g3: CitizenCard, fault: str
+) -> None:
+    server.set_fault("/ocsp", fault)
+    rejects(RevocationUnavailable, "revocation_unavailable", source(), card_g3)
+
+
+def test_stopped_responder_is_unavailable(ocsp_pki: TestPKI, card_g3: CitizenCard) -> None:
+    stopped = ResponderServer().start()
+    url = stopped.url_for("/ocsp")
+    stopped.stop()
+    rejects(RevocationUnavailable, "revocation_unavailable", source(responder_url=url), card_g3)
+
+
+def test_garbage_body_is_invalid(server: ResponderServer, card_g3: CitizenCard) -> None:
+    server.set_fault("/ocsp", "garbage")
+    rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
+
+
+def test_oversized_body_is_invalid(server: ResponderServer, card_g3: CitizenCard) -> None:
+    rejects(OcspInvalid, "ocsp_invalid", source(max_response_bytes=100), card_g3)
+
+
+def test_unauthorized_responder_is_invalid(
+    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+) -> None:
+    # A responder that serves only G2 answers "unauthorized" for a G3 certificate.
+    server.add_ocsp(issuer=ocsp_pki.moica_g2.certificate, signer=ocsp_pki.moica_g2, path="/g2")
+    err = rejects(OcspInvalid, "ocsp_invalid", source(responder_url=server.url_for("/g2")), card_g3)
+    assert "UNAUTHORIZED" in err.detail
+
+
+# --- response verification ----------------------------------------------------------------
+
+
+def test_rejects_wrong_signer(server: ResponderServer, card_g3: CitizenCard) -> None:
+    server.set_fault("/ocsp", "wrong_signer")
+    rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
+
+
+def test_rejects_answer_for_another_certificate(
+    server: ResponderServer, card_g3: CitizenCard
+) -> None:
+    server.set_fault("/ocsp", "wrong_cert_id")
+    rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
+
+
+def test_rejects_g2_answer_signed_by_g3_with_the_same_name(
+    server: ResponderServer, card_g2: CitizenCard, ocsp_pki: TestPKI
+) -> None:
+    # MOICA G2 and G3 share their DN: only the key tells them apart.
+    server.add_ocsp(issuer=ocsp_pki.moica_g2.certificate, signer=ocsp_pki.moica_g3, path="/mix")
+    rejects(OcspInvalid, "ocsp_invalid", source(responder_url=server.url_for("/mix")), card_g2)
+
+
+def test_accepts_delegated_responder(
+    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+) -> None:
+    delegate = ocsp_pki.issue_ocsp_responder(issuer=ocsp_pki.moica_g3, label="good")
+    server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/delegated")
+    answer = ask(source(responder_url=server.url_for("/delegated")), card_g3)
+    assert answer.status == "good"
+
+
+def test_rejects_delegated_responder_without_ocsp_signing_eku(
+    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+) -> None:
+    delegate = ocsp_pki.issue_ocsp_responder(
+        issuer=ocsp_pki.moica_g3, label="no-eku", with_ocsp_signing_eku=False
+    )
+    server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/no-eku")
+    err = rejects(
+        OcspInvalid, "ocsp_invalid", source(responder_url=server.url_for("/no-eku")), card_g3
+    )
+    assert "OCSPSigning" in err.detail
+
+
+def test_rejects_delegated_responder_of_another_ca(
+    server: ResponderServer, card_g2: CitizenCard, ocsp_pki: TestPKI
+) -> None:
+    delegate = ocsp_pki.issue_ocsp_responder(issuer=ocsp_pki.moica_g3, label="other-ca")
+    server.add_ocsp(issuer=ocsp_pki.moica_g2.certificate, signer=delegate, path="/other-ca")
+    err = rejects(
+        OcspInvalid, "ocsp_invalid", source(responder_url=server.url_for("/other-ca")), card_g2
+    )
+    assert "not issued by the CA" in err.detail
+
+
+def test_rejects_expired_delegated_responder(
+    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+) -> None:
+    delegate = ocsp_pki.issue_ocsp_responder(
+        issuer=ocsp_pki.moica_g3,
+        label="expired",
+        not_before=NOW - timedelta(days=400),
+        not_after=NOW - timedelta(days=35),
+    )
+    server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/expired")
+    err = rejects(
+        OcspInvalid, "ocsp_invalid", source(responder_url=server.url_for("/expired")), card_g3
+    )
+    assert "not valid" in err.detail
+
+
+def test_rejects_wrong_nonce(server: ResponderServer, card_g3: CitizenCard) -> None:
+    server.set_fault("/ocsp", "wrong_nonce")
+    err = rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
+    assert "nonce" in err.detail
+
+
+def test_rejects_missing_nonce(server: ResponderServer, card_g3: CitizenCard) -> None:
+    server.set_fault("/ocsp", "no_nonce")
+    err = rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
+    assert "nonce" in err.detail
+
+
+def test_nonce_optout_accepts_responder_without_nonce(
+    server: ResponderServer, card_g3: CitizenCard
+) -> None:
+    server.set_fault("/ocsp", "no_nonce")
+    src = source(nonce_optout=frozenset({server.url_for("/ocsp")}))
+    assert ask(src, card_g3).status == "good"
+
+
+def test_rejects_stale_response(server: ResponderServer, card_g3: CitizenCard) -> None:
+    server.set_fault("/ocsp", "stale")
+    err = rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
+    assert "stale" in err.detail
+
+
+def test_rejects_response_past_next_update_beyond_skew(
+    server: ResponderServer, card_g3: CitizenCard
+) -> None:
+    src = source(clock_skew=timedelta(minutes=5))
+    assert ask(src, card_g3, at=NOW + timedelta(hours=12, minutes=4)).status == "good"
+    rejects(OcspInvalid, "ocsp_invalid", src, card_g3, at=NOW + timedelta(hours=12, minutes=6))
+
+
+def test_rejects_response_from_the_future(
+    server: ResponderServer, card_g3: CitizenCard, responder_clock: Clock
+) -> None:
+    responder_clock.now = NOW + timedelta(hours=1)
+    err = rejects(OcspInvalid, "ocsp_invalid", source(clock_skew=timedelta(minutes=5)), card_g3)
+    assert "future" in err.detail
+
+
+@pytest.mark.parametrize(
+    "bad", [{"timeout": 0}, {"max_response_bytes": 0}, {"max_age": timedelta(0)}]
+)
+def test_rejects_bad_configuration(bad: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        OcspSource(**bad)  # type: ignore[arg-type]
+    assert info.value.code == "configuration_error"
+
+
+def test_request_carries_sha1_certid_and_32_byte_nonce(card_g3: CitizenCard) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    request = build_request(
+        certificate=card_g3.signing.certificate, issuer=card_g3.issuer.certificate, nonce=b"n" * 32
+    )
+    assert isinstance(request.hash_algorithm, hashes.SHA1)
+    assert request.serial_number == card_g3.signing.certificate.serial_number
+    nonce = request.extensions.get_extension_for_class(x509.OCSPNonce).value.nonce
+    assert nonce == b"n" * 32
+
+
+# --- cache and single flight --------------------------------------------------------------
+
+
+def test_cache_hit_avoids_second_request(server: ResponderServer, card_g3: CitizenCard) -> None:
+    src = source(store=MemoryStore())
+    assert ask(src, card_g3).status == "good"
+    assert ask(src, card_g3, at=NOW + timedelta(minutes=10)).status == "good"
+    assert server.hits("/ocsp") == 1
+
+
+def test_cached_answer_expires_with_max_age(server: ResponderServer, card_g3: CitizenCard) -> None:
+    src = source(store=MemoryStore(), max_age=timedelta(minutes=30))
+    ask(src, card_g3)
+    ask(src, card_g3, at=NOW + timedelta(minutes=31))
+    assert server.hits("/ocsp") == 2
+
+
+def test_revoked_answer_is_cached_in_redis(
+    server: ResponderServer, card_g3: CitizenCard, redis_url: str
+) -> None:
+    store = RedisStore.from_url(redis_url, prefix="test-ocsp-cache:")
+    server.set_status(
+        card_g3.signing.certificate.serial_number, "revoked", revoked_at=NOW, reason="superseded"
+    )
+    first = ask(source(store=store), card_g3)
+    # A second source (another worker) sharing the Redis store answers from the cache.
+    second = ask(source(store=store), card_g3)
+    assert (first.status, second.status) == ("revoked", "revoked")
+    assert second.reason == "superseded"
+    assert second.revoked_at == NOW
+    assert server.hits("/ocsp") == 1
+
+
+def test_failures_are_not_cached(server: ResponderServer, card_g3: CitizenCard) -> None:
+    src = source(store=MemoryStore())
+    server.set_fault("/ocsp", "http500")
+    rejects(RevocationUnavailable, "revocation_unavailable", src, card_g3)
+    server.set_fault("/ocsp", None)
+    assert ask(src, card_g3).status == "good"
+    assert server.hits("/ocsp") == 2
+
+
+def test_works_without_the_store(server: ResponderServer, card_g3: CitizenCard) -> None:
+    # Nothing listens on port 1: the cache is only an optimisation, the answer still comes.
+    dead = RedisStore.from_url("redis://127.0.0.1:1/0", prefix="dead:")
+    assert ask(source(store=dead), card_g3).status == "good"
+
+
+def _single_flight(server: ResponderServer, card: CitizenCard, store: CountingStore) -> None:
+    callers = 8
+    server.pause("/ocsp")
+    results: list[object] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        try:
+            answer: object = ask(source(store=store, lock_wait=30.0), card).status
+        except MoicaAuthError as exc:
+            answer = exc.code
+        with lock:
+            results.append(answer)
+
+    threads = [threading.Thread(target=worker) for _ in range(callers)]
+    for thread in threads:
+        thread.start()
+    try:
+        # The leader's request is held at the responder; wait until every other caller
+        # has lost the lock race and is waiting for the leader's answer.
+        give_up = time.monotonic() + 30  # only so a broken build fails instead of hanging
+        while store.lost_races < callers - 1 or server.hits("/ocsp") < 1:
+            if time.monotonic() > give_up:
+                pytest.fail(f"callers never queued: {store.lost_races} lost races")
+            threading.Event().wait(0.01)
+    finally:
+        server.resume("/ocsp")
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == ["good"] * callers
+    assert server.hits("/ocsp") == 1
+
+
+def test_single_flight_memory(server: ResponderServer, card_g3: CitizenCard) -> None:
+    _single_flight(server, card_g3, CountingStore(MemoryStore()))
+
+
+def test_single_flight_redis(server: ResponderServer, card_g2: CitizenCard, redis_url: str) -> None:
+    store = RedisStore.from_url(redis_url, prefix="test-ocsp-flight:")
+    _single_flight(server, card_g2, CountingStore(store))
+
+
+def test_waiter_fails_closed_when_nothing_arrives(
+    server: ResponderServer, card_g3: CitizenCard
+) -> None:
+    store = MemoryStore()
+    src = source(store=store, lock_wait=0.2)
+    lock_key = src._cache_key(card_g3.signing.certificate, card_g3.issuer.certificate) + ":lock"
+    assert store.add(lock_key, b"1", ttl=60)  # another worker is (forever) asking
+    err = rejects(RevocationUnavailable, "revocation_unavailable", src, card_g3)
+    assert "concurrent" in err.detail
+    assert server.hits("/ocsp") == 0

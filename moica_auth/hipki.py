@@ -37,20 +37,30 @@ class HipkiError:
 
 # ret_code values (unsigned 32-bit, as the component sends them).
 RET_CODES: dict[int, HipkiError] = {
-    0x76000006: HipkiError("no_card", _("No card was found. Insert your citizen certificate card.")),
+    0x76000006: HipkiError(
+        "no_card", _("No card was found. Insert your citizen certificate card.")
+    ),
     0x76000998: HipkiError("no_pin", _("Enter the card's PIN.")),
     0x76000999: HipkiError("cancelled", _("You cancelled the operation.")),
     0x7600000F: HipkiError(
         "site_not_trusted",
-        _("The card reader component does not yet trust this site. Allow this site, then try again."),
+        _(
+            "The card reader component does not yet trust this site. Allow this site, then try again."
+        ),
     ),
     0x76000031: HipkiError(
         "site_not_trusted",
-        _("The card reader component does not yet trust this site. Allow this site, then try again."),
+        _(
+            "The card reader component does not yet trust this site. Allow this site, then try again."
+        ),
     ),
-    0x76100003: HipkiError("no_reader", _("No card reader was found. Connect the reader and try again.")),
+    0x76100003: HipkiError(
+        "no_reader", _("No card reader was found. Connect the reader and try again.")
+    ),
     0x76100006: HipkiError("card_login_failed", _("Logging in to the card failed. Check the PIN.")),
-    0x76500001: HipkiError("certificate_not_yet_valid", _("The card's certificate is not yet valid.")),
+    0x76500001: HipkiError(
+        "certificate_not_yet_valid", _("The card's certificate is not yet valid.")
+    ),
     0x76500002: HipkiError("certificate_expired", _("The card's certificate has expired.")),
     0x76210001: HipkiError("id_mismatch", _("The ID number does not match the card.")),
 }
@@ -79,11 +89,14 @@ CLIENT_ERRORS: dict[str, HipkiError] = {
         _("The card reader component (HiPKI) is not running. Install or start it, then try again."),
     ),
     "popup_blocked": HipkiError(
-        "popup_blocked", _("The browser blocked the card reader window. Allow pop-ups for this site.")
+        "popup_blocked",
+        _("The browser blocked the card reader window. Allow pop-ups for this site."),
     ),
     "timeout": HipkiError("timeout", _("The card reader component did not answer in time.")),
     "unknown": HipkiError("unknown", _("The card reader component reported an error.")),
-    "server_error": HipkiError("server_error", _("The server could not be reached. Please try again.")),
+    "server_error": HipkiError(
+        "server_error", _("The server could not be reached. Please try again.")
+    ),
 }
 
 
@@ -107,7 +120,9 @@ def client_messages() -> dict[str, object]:
     ``ret_code`` and ``last_error`` keys are upper-case hex without ``0x``.
     """
     return {
-        "ret_code": {f"{code:X}": {"key": e.key, "message": str(e.message)} for code, e in RET_CODES.items()},
+        "ret_code": {
+            f"{code:X}": {"key": e.key, "message": str(e.message)} for code, e in RET_CODES.items()
+        },
         "last_error": {
             f"{code:X}": {"key": e.key, "message": str(e.message), "tries_left": e.tries_left}
             for code, e in LAST_ERRORS.items()

@@ -1,0 +1,247 @@
+"""Trust anchors for MOICA certificates: the pinned official CAs and the trust store.
+
+The official CA certificates are not shipped in this package. Administrators load them
+from the official repositories (:data:`OFFICIAL_CA_URLS`) or from a local copy, and
+:func:`official_name` / :func:`require_official` compare the SHA-256 of their DER with the
+pinned :data:`OFFICIAL_CA_FINGERPRINTS`.
+
+Issuer selection (RFC 5280 §4.2.1.1, §6.1.3 (a)(4)) never relies on names alone: the MOICA
+G1/G2/G3 CAs share one byte-identical DN, as do GRCA G1 and G2. :meth:`TrustStore.find_issuers`
+matches the name, then the AuthorityKeyIdentifier against the SubjectKeyIdentifier, and
+then verifies the signature with the candidate's key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
+from cryptography.x509.oid import ExtensionOID
+
+from moica_auth.certificate import load_certificates
+from moica_auth.exceptions import ConfigurationError, MalformedCertificate
+
+__all__ = [
+    "LEGACY_CA_NAMES",
+    "OFFICIAL_CA_FINGERPRINTS",
+    "OFFICIAL_CA_URLS",
+    "TrustStore",
+    "fingerprint",
+    "official_name",
+    "require_official",
+    "signature_verifies",
+]
+
+# SHA-256 of the DER of each official CA certificate (lower-case hex). Source:
+# ../shared/data/anchors/README.md, matching independent public copies.
+OFFICIAL_CA_FINGERPRINTS: Final[dict[str, str]] = {
+    "GRCA-G1": "7600295eefe85b9e1fd624db76062aaaae59818a54d2774cd4c0b2c01131e1b3",
+    "GRCA-G2": "70b922bfda0e3f4a342e4ee22d579ae598d071cc5ec9c30f123680340388aea5",
+    "GRCA-G3": "57df6f20e04c588e85f35be8832f5d4e78958336ae3b18fb7c9bae0dfead4044",
+    "MOICA-G2": "c4c462de463f856804dc898338d2cecb55fba74155851599d8fb7d70218fd1be",
+    "MOICA-G3": "ed793fd0d50a2a398049d598982cf01e75f873b532066caec238f800a06ca9da",
+}
+
+OFFICIAL_CA_URLS: Final[dict[str, str]] = {
+    "GRCA-G1": "https://grca.nat.gov.tw/repository/Certs/GRCA.cer",
+    "GRCA-G2": "https://grca.nat.gov.tw/repository/Certs/GRCA2.cer",
+    "GRCA-G3": "https://grca.nat.gov.tw/repository/Certs/GRCAG3.crt",
+    "MOICA-G2": "https://moica.nat.gov.tw/repository/Certs/MOICA2.cer",
+    "MOICA-G3": "https://moica.nat.gov.tw/repository/Certs/MOICA-G3.cer",
+}
+
+# GRCA G1 is SHA-1 signed, has a non-critical basicConstraints and issued only the expired
+# MOICA G1: pinned so it can be recognised, not recommended as an anchor.
+LEGACY_CA_NAMES: Final = frozenset({"GRCA-G1"})
+
+_NAME_BY_FINGERPRINT: Final = {fp: name for name, fp in OFFICIAL_CA_FINGERPRINTS.items()}
+
+
+def fingerprint(cert: x509.Certificate) -> str:
+    """Lower-case hex SHA-256 of the certificate's DER."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def official_name(cert: x509.Certificate) -> str | None:
+    """The pinned name ("GRCA-G2", "MOICA-G3", …) of an official CA certificate, else None."""
+    return _NAME_BY_FINGERPRINT.get(fingerprint(cert))
+
+
+def require_official(cert: x509.Certificate, *, allow_legacy: bool = False) -> str:
+    """Return the pinned name of ``cert`` or raise ``ConfigurationError``.
+
+    Use it when loading anchors from a download: a file that does not match a pinned
+    fingerprint is not the official certificate, whatever its subject says.
+    """
+    name = official_name(cert)
+    if name is None:
+        raise ConfigurationError(
+            f"certificate {fingerprint(cert)} is not one of the pinned official MOICA/GRCA CAs"
+        )
+    if name in LEGACY_CA_NAMES and not allow_legacy:
+        raise ConfigurationError(f"{name} is a legacy CA; pass allow_legacy=True to use it")
+    return name
+
+
+def _key_id(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> bytes | None:
+    try:
+        value = cert.extensions.get_extension_for_oid(oid).value
+    except x509.ExtensionNotFound:
+        return None
+    if isinstance(value, x509.SubjectKeyIdentifier):
+        return value.digest
+    if isinstance(value, x509.AuthorityKeyIdentifier):
+        return value.key_identifier
+    return None
+
+
+def signature_verifies(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    """Whether ``issuer``'s public key verifies ``cert``'s signature (RFC 5280 §6.1.3 (a)(1)).
+
+    Unlike ``Certificate.verify_directly_issued_by`` this also answers for legacy
+    algorithms (SHA-1), so that the chain validator can report a *weak hash* rather than
+    an *unknown issuer*. Whether the algorithm is acceptable is decided elsewhere.
+    """
+    key = issuer.public_key()
+    sig = cert.signature
+    tbs = cert.tbs_certificate_bytes
+    try:
+        if isinstance(key, rsa.RSAPublicKey):
+            params = cert.signature_algorithm_parameters
+            hash_alg = cert.signature_hash_algorithm
+            if not isinstance(params, padding.PKCS1v15 | padding.PSS) or hash_alg is None:
+                return False
+            key.verify(sig, tbs, params, hash_alg)
+        elif isinstance(key, ec.EllipticCurvePublicKey):
+            params = cert.signature_algorithm_parameters
+            if not isinstance(params, ec.ECDSA):
+                return False
+            key.verify(sig, tbs, params)
+        elif isinstance(key, dsa.DSAPublicKey):
+            hash_alg = cert.signature_hash_algorithm
+            if hash_alg is None:
+                return False
+            key.verify(sig, tbs, hash_alg)
+        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
+            key.verify(sig, tbs)
+        else:
+            return False
+    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        return False
+    return True
+
+
+def _require_ca(cert: x509.Certificate, role: str) -> None:
+    try:
+        bc = cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
+    except x509.ExtensionNotFound as exc:
+        raise ConfigurationError(f"{role} {cert.subject.rfc4514_string()} is not a CA") from exc
+    except ValueError as exc:
+        raise MalformedCertificate(f"{role} has invalid extensions") from exc
+    if not (isinstance(bc, x509.BasicConstraints) and bc.ca):
+        raise ConfigurationError(f"{role} {cert.subject.rfc4514_string()} is not a CA")
+
+
+@dataclass(frozen=True)
+class TrustStore:
+    """The certificates a relying party trusts (anchors) and the CA certificates it may
+    use to build paths (intermediates), per RFC 5280 §6.1.1 (d) trust anchor information.
+
+    Every anchor and intermediate must be a CA (basicConstraints cA=TRUE); anything else
+    raises ``ConfigurationError`` at construction, so a misconfigured deployment fails at
+    start-up rather than at the first login.
+    """
+
+    anchors: tuple[x509.Certificate, ...]
+    intermediates: tuple[x509.Certificate, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Accept lists from callers but store tuples so the dataclass stays hashable-ish
+        # and immutable.
+        object.__setattr__(self, "anchors", tuple(self.anchors))
+        object.__setattr__(self, "intermediates", tuple(self.intermediates))
+        if not self.anchors:
+            raise ConfigurationError("a trust store needs at least one anchor")
+        for cert in self.anchors:
+            if not isinstance(cert, x509.Certificate):
+                raise ConfigurationError("trust anchors must be x509.Certificate objects")
+            _require_ca(cert, "trust anchor")
+        for cert in self.intermediates:
+            if not isinstance(cert, x509.Certificate):
+                raise ConfigurationError("intermediates must be x509.Certificate objects")
+            _require_ca(cert, "intermediate")
+
+    @classmethod
+    def from_certificates(
+        cls,
+        anchors: Iterable[x509.Certificate],
+        intermediates: Iterable[x509.Certificate] = (),
+    ) -> TrustStore:
+        """Build a store from certificate objects (duplicates by DER are dropped)."""
+        return cls(anchors=_unique(anchors), intermediates=_unique(intermediates))
+
+    @classmethod
+    def from_pem_files(
+        cls,
+        anchors: Iterable[str | PathLike[str]],
+        intermediates: Iterable[str | PathLike[str]] = (),
+    ) -> TrustStore:
+        """Build a store from PEM (or DER) files; each file may hold a PEM bundle."""
+
+        def read(paths: Iterable[str | PathLike[str]]) -> list[x509.Certificate]:
+            out: list[x509.Certificate] = []
+            for path in paths:
+                try:
+                    out.extend(load_certificates(Path(path).read_bytes()))
+                except OSError as exc:
+                    raise ConfigurationError(f"cannot read certificate file {path}") from exc
+            return out
+
+        return cls.from_certificates(read(anchors), read(intermediates))
+
+    @property
+    def certificates(self) -> tuple[x509.Certificate, ...]:
+        """Anchors then intermediates."""
+        return self.anchors + self.intermediates
+
+    def is_anchor(self, cert: x509.Certificate) -> bool:
+        """Whether ``cert`` is one of the anchors (by DER, not by name)."""
+        return any(cert == anchor for anchor in self.anchors)
+
+    def find_issuers(
+        self, cert: x509.Certificate, extra: Sequence[x509.Certificate] = ()
+    ) -> tuple[x509.Certificate, ...]:
+        """Candidate issuers of ``cert`` among the anchors, intermediates and ``extra``.
+
+        A candidate must (RFC 5280 §6.1.3 (a)(4)) have ``cert.issuer`` as subject, (§4.2.1.1)
+        have a SubjectKeyIdentifier equal to ``cert``'s AuthorityKeyIdentifier when both are
+        present, and (§6.1.3 (a)(1)) verify ``cert``'s signature. Name equality alone never
+        suffices. Anchors come first in the result.
+        """
+        aki = _key_id(cert, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+        found: list[x509.Certificate] = []
+        for candidate in (*self.anchors, *self.intermediates, *extra):
+            if candidate.subject != cert.issuer or any(candidate == f for f in found):
+                continue
+            if aki is not None:
+                ski = _key_id(candidate, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+                if ski is not None and ski != aki:
+                    continue
+            if signature_verifies(cert, candidate):
+                found.append(candidate)
+        return tuple(found)
+
+
+def _unique(certs: Iterable[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    out: list[x509.Certificate] = []
+    for cert in certs:
+        if not any(cert == seen for seen in out):
+            out.append(cert)
+    return tuple(out)

@@ -1,0 +1,162 @@
+"""The whole login token: signature, then certificate path, then revocation.
+
+:class:`LoginVerifier` is the one place that strings the core steps together in the order
+of the architecture (signed token → certificate profile → chain → revocation):
+
+1. :func:`moica_auth.signature.verify_signature`: the card signed exactly the issued
+   challenge (RFC 5652 §5.4 for PKCS#7, RFC 8017 §8.2 for PKCS#1), with an allowed hash,
+   the expected nonce and card number;
+2. :func:`moica_auth.validation.chain.validate_chain`: the signer certificate is a MOICA
+   signing certificate that chains to a trust anchor at ``at`` (RFC 5280 §6);
+3. the configured revocation checker, if any (RFC 5280 §6.3 CRL / RFC 6960 OCSP).
+
+Each step raises a specific :class:`~moica_auth.exceptions.MoicaAuthError`; the verifier
+adds no error of its own and never returns a partial result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, runtime_checkable
+
+from cryptography import x509
+
+from moica_auth.certificate import CitizenCertificate, load_certificate
+from moica_auth.signature import DEFAULT_ALLOWED_HASHES, VerifiedSignature, verify_signature
+from moica_auth.validation.chain import ValidatedChain, ValidationPolicy, validate_chain
+from moica_auth.validation.trust import TrustStore
+
+__all__ = ["LoginVerifier", "RevocationChecker", "VerifiedLogin", "VerifierConfig"]
+
+
+@runtime_checkable
+class RevocationChecker(Protocol):
+    """Anything that can tell whether a validated chain's leaf is revoked.
+
+    ``check`` returns a result object (``moica_auth.revocation.policy.RevocationResult``)
+    when the status is established as good, and raises a
+    :class:`~moica_auth.exceptions.RevocationError` subclass otherwise (revoked,
+    suspended, unavailable, stale). It must never return for an unknown status.
+    """
+
+    def check(self, chain: ValidatedChain, *, at: datetime) -> Any: ...
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    """Immutable configuration of a :class:`LoginVerifier`.
+
+    ``revocation=None`` means no revocation check at all: that is an explicit choice of
+    the deployment (the Django system checks warn about it), not a silent default.
+    """
+
+    trust: TrustStore
+    policy: ValidationPolicy = field(default_factory=ValidationPolicy)
+    allowed_hashes: frozenset[str] = DEFAULT_ALLOWED_HASHES
+    revocation: RevocationChecker | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.trust, TrustStore):
+            raise TypeError("VerifierConfig.trust must be a TrustStore")
+        if not isinstance(self.policy, ValidationPolicy):
+            raise TypeError("VerifierConfig.policy must be a ValidationPolicy")
+        object.__setattr__(self, "allowed_hashes", frozenset(self.allowed_hashes))
+        if not self.allowed_hashes:
+            raise ValueError("VerifierConfig.allowed_hashes must not be empty")
+
+
+@dataclass(frozen=True)
+class VerifiedLogin:
+    """A login token whose signature, certificate path and (optionally) status passed."""
+
+    signature: VerifiedSignature
+    chain: ValidatedChain
+    revocation: Any | None
+
+    @property
+    def citizen(self) -> CitizenCertificate:
+        """The signer's certificate profile (name, card serial, ID last-4, …)."""
+        return self.chain.citizen
+
+
+def _normalise_time(at: datetime | None) -> datetime:
+    if at is None:
+        return datetime.now(UTC)
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("verification time must be timezone-aware (UTC)")
+    return at.astimezone(UTC)
+
+
+class LoginVerifier:
+    """Verify HiPKI login tokens against one :class:`VerifierConfig`.
+
+    Thread-safe: it holds only the immutable configuration.
+    """
+
+    def __init__(self, config: VerifierConfig) -> None:
+        self.config = config
+
+    def verify(
+        self,
+        *,
+        content: bytes,
+        signature: bytes | str,
+        signature_type: str,
+        certificate: bytes | str | None = None,
+        expected_nonce: bytes | None = None,
+        expected_card_number: str | None = None,
+        at: datetime | None = None,
+    ) -> VerifiedLogin:
+        """Verify a whole token: signature → chain → revocation, all at one time ``at``.
+
+        ``certificate`` is HiPKI's ``certb64`` (required for PKCS1; for PKCS7 it must
+        match the SignedData signer when given). The SignedData's other certificates
+        (RFC 5652 §5.1 ``certificates``) are offered to the path builder as untrusted
+        intermediates.
+        """
+        when = _normalise_time(at)
+        signed = verify_signature(
+            content=content,
+            signature=signature,
+            signature_type=signature_type,
+            certificate=certificate,
+            allowed_hashes=self.config.allowed_hashes,
+            expected_nonce=expected_nonce,
+            expected_card_number=expected_card_number,
+        )
+        extra: Sequence[x509.Certificate] = tuple(getattr(signed, "certificates", ()) or ())
+        chain = validate_chain(
+            certificate=signed.certificate,
+            trust=self.config.trust,
+            intermediates=extra,
+            policy=self.config.policy,
+            at=when,
+        )
+        return VerifiedLogin(
+            signature=signed, chain=chain, revocation=self._revocation(chain, when)
+        )
+
+    def check_certificate(
+        self,
+        *,
+        certificate: bytes | str | x509.Certificate,
+        intermediates: Sequence[x509.Certificate] = (),
+        at: datetime | None = None,
+    ) -> tuple[ValidatedChain, Any | None]:
+        """Validate a certificate's path and status without a signature (``check`` CLI)."""
+        when = _normalise_time(at)
+        chain = validate_chain(
+            certificate=load_certificate(certificate),
+            trust=self.config.trust,
+            intermediates=intermediates,
+            policy=self.config.policy,
+            at=when,
+        )
+        return chain, self._revocation(chain, when)
+
+    def _revocation(self, chain: ValidatedChain, at: datetime) -> Any | None:
+        if self.config.revocation is None:
+            return None
+        return self.config.revocation.check(chain, at=at)

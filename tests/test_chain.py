@@ -1,0 +1,667 @@
+"""moica_auth.validation: trust store and path validation with the MOICA and generic profiles.
+
+Every rejection asserts its error code, and each would pass if its check were removed.
+All times are pinned to the test PKI clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from cryptography.x509.verification import VerificationError
+
+from moica_auth.exceptions import ConfigurationError, MoicaAuthError
+from moica_auth.testing.pki import (
+    MOICA_DN,
+    MOICA_POLICY_OID,
+    CertifiedKey,
+    TestPKI,
+    citizen_subject,
+)
+from moica_auth.validation.chain import ValidatedChain, ValidationPolicy, validate_chain
+from moica_auth.validation.trust import (
+    OFFICIAL_CA_FINGERPRINTS,
+    OFFICIAL_CA_URLS,
+    TrustStore,
+    official_name,
+    require_official,
+)
+from tests.validation_fixtures import AT, card, pki, trust
+
+GENERIC = ValidationPolicy(profile="generic")
+
+
+def _ku(**flags: bool) -> x509.KeyUsage:
+    names = (
+        "digital_signature",
+        "content_commitment",
+        "key_encipherment",
+        "data_encipherment",
+        "key_agreement",
+        "key_cert_sign",
+        "crl_sign",
+        "encipher_only",
+        "decipher_only",
+    )
+    return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
+
+
+def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
+    ski = issuer.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    return x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski)
+
+
+def _ca_name(cn: str) -> x509.Name:
+    return x509.Name(
+        [
+            x509.NameAttribute(NameOID.COUNTRY_NAME, "TW"),
+            x509.NameAttribute(NameOID.COMMON_NAME, cn),
+        ]
+    )
+
+
+def _root(
+    label: str, subject: x509.Name | None = None, *, bc_critical: bool = True
+) -> CertifiedKey:
+    """A self-signed RSA-2048 root (not part of the default trust store)."""
+    key = pki().key(f"chain/root/{label}")
+    name = subject if subject is not None else _ca_name(f"Other Root {label}")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(pki().serial(f"chain/root/{label}"))
+        .not_valid_before(AT - timedelta(days=365))
+        .not_valid_after(AT + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=bc_critical)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertifiedKey(cert, key)
+
+
+def _sub_ca(
+    label: str,
+    issuer: CertifiedKey,
+    *,
+    subject: x509.Name | None = None,
+    ku: x509.KeyUsage | None = None,
+    basic_constraints: x509.BasicConstraints | None = None,
+    policies: Sequence[str] = (MOICA_POLICY_OID,),
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+    hash_algorithm: hashes.HashAlgorithm | None = None,
+) -> CertifiedKey:
+    p = pki()
+    key = p.key("chain/ca-key")  # one key for all test CAs: key generation is slow
+    exts: list[tuple[x509.ExtensionType, bool]] = [
+        (_aki(issuer.certificate), False),
+        (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+        (ku if ku is not None else _ku(key_cert_sign=True, crl_sign=True), True),
+    ]
+    if basic_constraints is not None:
+        exts.append((basic_constraints, True))
+    if policies:
+        exts.append(
+            (
+                x509.CertificatePolicies(
+                    [x509.PolicyInformation(x509.ObjectIdentifier(o), None) for o in policies]
+                ),
+                False,
+            )
+        )
+    return p.issue_leaf(
+        issuer=issuer,
+        subject=subject if subject is not None else _ca_name(f"Sub CA {label}"),
+        private_key=key,
+        extensions=exts,
+        not_before=not_before,
+        not_after=not_after,
+        hash_algorithm=hash_algorithm,
+        label=f"chain/ca/{label}",
+    )
+
+
+def _citizen_leaf(
+    label: str,
+    issuer: CertifiedKey,
+    *,
+    key_bits: int = 2048,
+    public_key: object = None,
+    hash_algorithm: hashes.HashAlgorithm | None = None,
+    edit: object = None,
+    not_before: datetime | None = None,
+    not_after: datetime | None = None,
+) -> x509.Certificate:
+    """A signing certificate with the real citizen profile under ``issuer``."""
+    p = pki()
+    key = p.key("chain/leaf-key") if key_bits == 2048 else p.key(f"chain/leaf-{key_bits}", key_bits)
+    exts = p.citizen_extensions(
+        issuer=issuer,
+        public_key=key.public_key(),
+        usage="signing",
+        id_last4="6789",
+        crl_urls=p.default_crl_urls("G3"),
+        ocsp_url=None,
+    )
+    if callable(edit):
+        exts = edit(exts)
+    return p.issue_leaf(
+        issuer=issuer,
+        subject=citizen_subject("測試三", "0000000000000003"),
+        private_key=key,
+        public_key=public_key,
+        extensions=exts,
+        hash_algorithm=hash_algorithm,
+        not_before=not_before,
+        not_after=not_after,
+        label=f"chain/leaf/{label}",
+    ).certificate
+
+
+def _rejects(code: str, **kwargs: object) -> MoicaAuthError:
+    kwargs.setdefault("trust", trust())
+    kwargs.setdefault("at", AT)
+    with pytest.raises(MoicaAuthError) as info:
+        validate_chain(**kwargs)  # type: ignore[arg-type]
+    assert info.value.code == code, info.value.detail
+    return info.value
+
+
+# --- positive paths -------------------------------------------------------------------
+
+
+class TestValidCards:
+    @pytest.mark.parametrize("generation", ["G2", "G3"])
+    def test_card_validates_to_its_root(self, generation: str) -> None:
+        p = pki()
+        c = card(generation)
+        result = validate_chain(certificate=c.signing.certificate, trust=trust(), at=AT)
+        assert isinstance(result, ValidatedChain)
+        assert result.leaf == c.signing.certificate
+        assert result.chain == (
+            c.signing.certificate,
+            p.moica(generation).certificate,
+            p.root(generation).certificate,
+        )
+        assert result.issuer == p.moica(generation).certificate
+        assert result.anchor == p.root(generation).certificate
+        assert result.validated_at == AT
+        assert result.citizen.usage == "signing"
+        assert result.citizen.id_last4 == c.id_number[-4:]
+
+    def test_mobile_certificate_validates(self) -> None:
+        c = card("G3", "mobile")
+        result = validate_chain(certificate=c.signing.certificate, trust=trust(), at=AT)
+        assert result.citizen.form == "mobile"
+
+    def test_certificate_with_email_san_validates(self) -> None:
+        c = card("G2", email="citizen@example.tw")
+        result = validate_chain(certificate=c.signing.certificate, trust=trust(), at=AT)
+        assert result.citizen.email == "citizen@example.tw"
+
+    def test_several_anchor_generations_at_once(self) -> None:
+        p = pki()
+        other = _root("extra")
+        store = TrustStore.from_certificates([other.certificate, *p.anchors], p.intermediates)
+        for generation in ("G2", "G3"):
+            chain = validate_chain(
+                certificate=card(generation).signing.certificate, trust=store, at=AT
+            ).chain
+            assert chain[-1] == p.root(generation).certificate
+
+    def test_issuer_is_picked_by_key_id_when_dns_collide(self) -> None:
+        p = pki()
+        assert p.moica_g2.certificate.subject == p.moica_g3.certificate.subject
+        # G2 first, so a name-only lookup would try the wrong CA first.
+        store = TrustStore.from_certificates(
+            p.anchors, [p.moica_g2.certificate, p.moica_g3.certificate]
+        )
+        leaf = card("G3").signing.certificate
+        assert store.find_issuers(leaf) == (p.moica_g3.certificate,)
+        assert (
+            validate_chain(certificate=leaf, trust=store, at=AT).chain[1] == p.moica_g3.certificate
+        )
+
+    def test_intermediates_from_the_token(self) -> None:
+        p = pki()
+        store = TrustStore.from_certificates(p.anchors)
+        leaf = card("G2").signing.certificate
+        result = validate_chain(
+            certificate=leaf, trust=store, intermediates=[p.moica_g2.certificate, leaf], at=AT
+        )
+        assert len(result.chain) == 3
+
+    def test_root_with_non_critical_basic_constraints_and_no_key_usage(self) -> None:
+        # GRCA G1's quirks: basicConstraints not critical, no keyUsage.
+        legacy = _root("legacy", bc_critical=False)
+        sub = _sub_ca("under-legacy", legacy, basic_constraints=x509.BasicConstraints(True, 0))
+        leaf = _citizen_leaf("under-legacy", sub)
+        store = TrustStore.from_certificates([legacy.certificate], [sub.certificate])
+        assert validate_chain(certificate=leaf, trust=store, at=AT).anchor == legacy.certificate
+
+    def test_moica_ca_as_the_anchor(self) -> None:
+        p = pki()
+        store = TrustStore.from_certificates([p.moica_g3.certificate])
+        chain = validate_chain(certificate=card("G3").signing.certificate, trust=store, at=AT).chain
+        assert chain == (card("G3").signing.certificate, p.moica_g3.certificate)
+
+    def test_validity_bounds_are_inclusive(self) -> None:
+        leaf = card("G3").signing.certificate
+        for when in (leaf.not_valid_before_utc, leaf.not_valid_after_utc):
+            assert validate_chain(certificate=leaf, trust=trust(), at=when).validated_at == when
+
+    def test_other_allowed_policy(self) -> None:
+        p = pki()
+        c = p.issue_card(generation="G3", policy_oids=("1.2.3.4",), label="validation/policy-ok")
+        policy = ValidationPolicy(allowed_policy_oids=frozenset({"1.2.3.4", MOICA_POLICY_OID}))
+        validate_chain(certificate=c.signing.certificate, trust=trust(), policy=policy, at=AT)
+
+    def test_naive_time_is_a_programming_error(self) -> None:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            validate_chain(
+                certificate=card("G3").signing.certificate,
+                trust=trust(),
+                at=AT.replace(tzinfo=None),
+            )
+
+
+class TestGenericProfile:
+    def test_plain_rfc5280_leaf_without_san_validates(self) -> None:
+        p = pki()
+        # No SAN, no EKU, no keyUsage, no policies: only AKI and SKI.
+        leaf = p.issue_leaf(
+            issuer=p.moica_g3,
+            subject=_ca_name("plain end entity"),
+            private_key=p.key("chain/leaf-key"),
+            label="chain/generic-plain",
+        ).certificate
+        result = validate_chain(certificate=leaf, trust=trust(), policy=GENERIC, at=AT)
+        assert len(result.chain) == 3
+        # …while the MOICA profile insists on a signing certificate.
+        _rejects("wrong_key_usage", certificate=leaf)
+
+    def test_generic_accepts_other_keys_and_policies(self) -> None:
+        p = pki()
+        ec_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+        leaf = _citizen_leaf("generic-ec", p.moica_g3, public_key=ec_key)
+        validate_chain(certificate=leaf, trust=trust(), policy=GENERIC, at=AT)
+        _rejects("weak_key", certificate=leaf)
+
+    def test_generic_still_checks_the_chain(self) -> None:
+        leaf = card("G3").signing.certificate
+        _rejects(
+            "certificate_expired", certificate=leaf, policy=GENERIC, at=AT + timedelta(days=3650)
+        )
+        _rejects(
+            "untrusted_issuer",
+            certificate=leaf,
+            policy=GENERIC,
+            trust=TrustStore.from_certificates([pki().grca_g2.certificate]),
+        )
+
+    def test_generic_enforces_path_length(self) -> None:
+        p = pki()
+        sub = _sub_ca(
+            "pathlen-generic", p.moica_g3, basic_constraints=x509.BasicConstraints(True, None)
+        )
+        leaf = _citizen_leaf("pathlen-generic", sub)
+        _rejects("chain_invalid", certificate=leaf, intermediates=[sub.certificate], policy=GENERIC)
+
+
+# --- rejections -----------------------------------------------------------------------
+
+
+class TestValidity:
+    def test_expired(self) -> None:
+        leaf = card("G3").signing.certificate
+        err = _rejects(
+            "certificate_expired",
+            certificate=leaf,
+            at=leaf.not_valid_after_utc + timedelta(seconds=1),
+        )
+        assert err.data["not_after"] == leaf.not_valid_after_utc
+
+    def test_not_yet_valid(self) -> None:
+        leaf = card("G3").signing.certificate
+        _rejects(
+            "certificate_not_yet_valid",
+            certificate=leaf,
+            at=leaf.not_valid_before_utc - timedelta(seconds=1),
+        )
+
+    def test_expired_intermediate(self) -> None:
+        p = pki()
+        sub = _sub_ca(
+            "expired",
+            p.grca_g3,
+            basic_constraints=x509.BasicConstraints(True, 0),
+            not_before=AT - timedelta(days=400),
+            not_after=AT - timedelta(days=1),
+        )
+        leaf = _citizen_leaf("under-expired", sub, not_before=AT - timedelta(days=10))
+        _rejects("chain_invalid", certificate=leaf, intermediates=[sub.certificate])
+
+
+class TestUntrustedIssuer:
+    def test_other_root(self) -> None:
+        other = _root("attacker")
+        sub = _sub_ca("attacker", other, basic_constraints=x509.BasicConstraints(True, 0))
+        leaf = _citizen_leaf("attacker", sub)
+        _rejects("untrusted_issuer", certificate=leaf, intermediates=[sub.certificate])
+        store = TrustStore.from_certificates([other.certificate])
+        validate_chain(certificate=leaf, trust=store, intermediates=[sub.certificate], at=AT)
+
+    def test_g3_leaf_with_only_g2_anchors(self) -> None:
+        p = pki()
+        store = TrustStore.from_certificates([p.grca_g2.certificate], p.intermediates)
+        _rejects("untrusted_issuer", certificate=card("G3").signing.certificate, trust=store)
+
+    def test_g3_leaf_without_its_intermediate(self) -> None:
+        store = TrustStore.from_certificates(pki().anchors)
+        _rejects("untrusted_issuer", certificate=card("G3").signing.certificate, trust=store)
+
+    def test_issuer_with_the_same_dn_but_another_key(self) -> None:
+        p = pki()
+        impostor = _sub_ca(
+            "impostor",
+            _root("impostor"),
+            subject=MOICA_DN,
+            basic_constraints=x509.BasicConstraints(True, 0),
+        )
+        assert impostor.certificate.subject == p.moica_g3.certificate.subject
+
+        def forge_aki(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            # Claim to be issued by the real MOICA G3 key.
+            return [(_aki(p.moica_g3.certificate), False), *exts[1:]]
+
+        leaf = _citizen_leaf("impostor", impostor, edit=forge_aki)
+        assert leaf.issuer == p.moica_g3.certificate.subject
+        assert trust().find_issuers(leaf, extra=[impostor.certificate]) == ()
+        _rejects("untrusted_issuer", certificate=leaf, intermediates=[impostor.certificate])
+
+    def test_detail_names_no_personal_data(self) -> None:
+        store = TrustStore.from_certificates([pki().grca_g2.certificate])
+        err = _rejects("untrusted_issuer", certificate=card("G3").signing.certificate, trust=store)
+        assert "測試一" not in str(err) and "測試一" not in repr(err.data)
+
+
+class TestKeyUsage:
+    def test_rejects_encryption_certificate(self) -> None:
+        _rejects("wrong_key_usage", certificate=card("G3").encryption.certificate)
+
+    def test_rejects_ca_certificate_as_leaf(self) -> None:
+        _rejects("wrong_key_usage", certificate=pki().moica_g3.certificate)
+        _rejects("wrong_key_usage", certificate=pki().grca_g3.certificate)
+
+    def test_rejects_missing_key_usage(self) -> None:
+        def drop_ku(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            return [e for e in exts if not isinstance(e[0], x509.KeyUsage)]
+
+        _rejects(
+            "wrong_key_usage", certificate=_citizen_leaf("no-ku", pki().moica_g3, edit=drop_ku)
+        )
+
+    def test_rejects_non_critical_key_usage(self) -> None:
+        def soften(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            return [(e, False if isinstance(e, x509.KeyUsage) else c) for e, c in exts]
+
+        _rejects(
+            "wrong_key_usage", certificate=_citizen_leaf("soft-ku", pki().moica_g3, edit=soften)
+        )
+
+    def test_rejects_signing_plus_cert_sign(self) -> None:
+        def widen(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            ku = _ku(digital_signature=True, key_cert_sign=True)
+            return [(ku, True) if isinstance(e, x509.KeyUsage) else (e, c) for e, c in exts]
+
+        _rejects(
+            "wrong_key_usage", certificate=_citizen_leaf("wide-ku", pki().moica_g3, edit=widen)
+        )
+
+    def test_rejects_signing_leaf_that_claims_to_be_a_ca(self) -> None:
+        def make_ca(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            return [*exts, (x509.BasicConstraints(ca=True, path_length=None), True)]
+
+        _rejects(
+            "wrong_key_usage", certificate=_citizen_leaf("bc-ca", pki().moica_g3, edit=make_ca)
+        )
+
+
+class TestPolicy:
+    def test_rejects_other_policy(self) -> None:
+        c = pki().issue_card(
+            generation="G3", policy_oids=("1.2.3.4",), label="validation/policy-other"
+        )
+        err = _rejects("policy_not_allowed", certificate=c.signing.certificate)
+        assert err.data["policies"] == ["1.2.3.4"]
+
+    def test_rejects_missing_policies(self) -> None:
+        def drop(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            return [e for e in exts if not isinstance(e[0], x509.CertificatePolicies)]
+
+        _rejects(
+            "policy_not_allowed", certificate=_citizen_leaf("no-policy", pki().moica_g3, edit=drop)
+        )
+
+    def test_rejects_intermediate_that_excludes_the_policy(self) -> None:
+        p = pki()
+        sub = _sub_ca(
+            "policy-ca",
+            p.grca_g3,
+            basic_constraints=x509.BasicConstraints(True, 0),
+            policies=("1.2.3.4",),
+        )
+        leaf = _citizen_leaf("policy-ca", sub)
+        _rejects("policy_not_allowed", certificate=leaf, intermediates=[sub.certificate])
+        ok = _sub_ca(
+            "anypolicy-ca",
+            p.grca_g3,
+            basic_constraints=x509.BasicConstraints(True, 0),
+            policies=("2.5.29.32.0",),
+        )
+        leaf_ok = _citizen_leaf("anypolicy-ca", ok)
+        validate_chain(certificate=leaf_ok, trust=trust(), intermediates=[ok.certificate], at=AT)
+
+
+class TestKeysAndHashes:
+    def test_rejects_rsa_1024(self) -> None:
+        leaf = _citizen_leaf("rsa1024", pki().moica_g3, key_bits=1024)
+        err = _rejects("weak_key", certificate=leaf)
+        assert err.data["key_size"] == 1024
+
+    def test_min_rsa_bits_is_configurable(self) -> None:
+        _rejects(
+            "weak_key",
+            certificate=card("G3").signing.certificate,
+            policy=ValidationPolicy(min_rsa_bits=3072),
+        )
+
+    def test_rejects_ec_key_in_moica_profile(self) -> None:
+        ec_key = ec.generate_private_key(ec.SECP256R1()).public_key()
+        _rejects("weak_key", certificate=_citizen_leaf("ec", pki().moica_g3, public_key=ec_key))
+
+    @pytest.mark.parametrize("algorithm", [hashes.SHA1(), hashes.MD5()])  # noqa: S303
+    def test_rejects_weak_hash_on_the_leaf(self, algorithm: hashes.HashAlgorithm) -> None:
+        leaf = _citizen_leaf(f"hash-{algorithm.name}", pki().moica_g3, hash_algorithm=algorithm)
+        _rejects("weak_hash", certificate=leaf)
+
+    def test_rejects_sha1_signed_intermediate(self) -> None:
+        p = pki()
+        sub = _sub_ca(
+            "sha1-ca",
+            p.grca_g3,
+            basic_constraints=x509.BasicConstraints(True, 0),
+            hash_algorithm=hashes.SHA1(),  # noqa: S303 - the weak hash under test
+        )
+        leaf = _citizen_leaf("under-sha1-ca", sub)
+        _rejects("weak_hash", certificate=leaf, intermediates=[sub.certificate])
+
+    def test_sha384_is_fine(self) -> None:
+        leaf = _citizen_leaf("hash-sha384", pki().moica_g3, hash_algorithm=hashes.SHA384())
+        validate_chain(certificate=leaf, trust=trust(), at=AT)
+
+
+class TestPathRules:
+    def test_max_chain_depth(self) -> None:
+        err = _rejects(
+            "chain_invalid",
+            certificate=card("G3").signing.certificate,
+            policy=ValidationPolicy(max_chain_depth=0),
+        )
+        assert "max_chain_depth" in err.detail
+        # One intermediate is allowed by depth 1.
+        policy = ValidationPolicy(max_chain_depth=1)
+        validate_chain(
+            certificate=card("G3").signing.certificate, trust=trust(), policy=policy, at=AT
+        )
+
+    def test_path_length_constraint(self) -> None:
+        # MOICA G3 has pathLenConstraint 0: it cannot certify another CA.
+        sub = _sub_ca(
+            "pathlen", pki().moica_g3, basic_constraints=x509.BasicConstraints(True, None)
+        )
+        leaf = _citizen_leaf("pathlen", sub)
+        err = _rejects("chain_invalid", certificate=leaf, intermediates=[sub.certificate])
+        assert isinstance(err.__cause__, VerificationError)
+
+    def test_intermediate_without_basic_constraints(self) -> None:
+        sub = _sub_ca("no-bc", pki().grca_g3, basic_constraints=None)
+        leaf = _citizen_leaf("no-bc", sub)
+        err = _rejects("chain_invalid", certificate=leaf, intermediates=[sub.certificate])
+        assert "encountered processing" not in err.detail
+
+    def test_intermediate_without_key_cert_sign(self) -> None:
+        sub = _sub_ca(
+            "no-kcs",
+            pki().grca_g3,
+            ku=_ku(digital_signature=True, crl_sign=True),
+            basic_constraints=x509.BasicConstraints(True, 0),
+        )
+        leaf = _citizen_leaf("no-kcs", sub)
+        _rejects("chain_invalid", certificate=leaf, intermediates=[sub.certificate])
+
+    def test_unknown_critical_extension(self) -> None:
+        def add(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            unknown = x509.UnrecognizedExtension(
+                x509.ObjectIdentifier("1.3.6.1.4.1.99999.1"), b"\x05\x00"
+            )
+            return [*exts, (unknown, True)]
+
+        _rejects("chain_invalid", certificate=_citizen_leaf("crit-ext", pki().moica_g3, edit=add))
+
+
+# --- configuration --------------------------------------------------------------------
+
+
+class TestValidationPolicy:
+    def test_defaults(self) -> None:
+        policy = ValidationPolicy()
+        assert policy.profile == "moica"
+        assert policy.allowed_policy_oids == frozenset({MOICA_POLICY_OID})
+        assert policy.min_rsa_bits == 2048
+        assert policy.max_chain_depth == 4
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"profile": "webpki"},
+            {"allowed_policy_oids": frozenset()},
+            {"min_rsa_bits": 0},
+            {"max_chain_depth": -1},
+        ],
+    )
+    def test_rejects_bad_values(self, kwargs: dict[str, object]) -> None:
+        with pytest.raises(ValueError):
+            ValidationPolicy(**kwargs)  # type: ignore[arg-type]
+
+
+class TestTrustStore:
+    def test_rejects_non_ca_anchor(self) -> None:
+        with pytest.raises(ConfigurationError) as info:
+            TrustStore.from_certificates([card("G3").signing.certificate])
+        assert info.value.code == "configuration_error"
+
+    def test_rejects_non_ca_intermediate(self) -> None:
+        with pytest.raises(ConfigurationError):
+            TrustStore(anchors=pki().anchors, intermediates=(card("G3").signing.certificate,))
+
+    def test_rejects_empty_anchors(self) -> None:
+        with pytest.raises(ConfigurationError):
+            TrustStore(anchors=())
+
+    def test_from_pem_files(self, tmp_path: Path) -> None:
+        p = pki()
+        roots = tmp_path / "roots.pem"
+        roots.write_bytes(b"".join(c.public_bytes(serialization.Encoding.PEM) for c in p.anchors))
+        moica = tmp_path / "moica.der"
+        moica.write_bytes(p.moica_g2.cert_der())
+        store = TrustStore.from_pem_files([roots, roots], [str(moica)])
+        assert store.anchors == p.anchors  # duplicates dropped
+        assert store.intermediates == (p.moica_g2.certificate,)
+        with pytest.raises(ConfigurationError):
+            TrustStore.from_pem_files([tmp_path / "missing.pem"])
+
+    def test_find_issuers_verifies_signatures(self) -> None:
+        p = pki()
+        assert trust().find_issuers(p.moica_g3.certificate) == (p.grca_g3.certificate,)
+        assert trust().find_issuers(p.grca_g2.certificate) == (p.grca_g2.certificate,)
+        assert trust().is_anchor(p.grca_g2.certificate)
+        assert not trust().is_anchor(p.moica_g2.certificate)
+
+    def test_pinned_official_fingerprints(self) -> None:
+        assert set(OFFICIAL_CA_FINGERPRINTS) == set(OFFICIAL_CA_URLS)
+        assert all(len(fp) == 64 for fp in OFFICIAL_CA_FINGERPRINTS.values())
+        assert all(url.startswith("https://") for url in OFFICIAL_CA_URLS.values())
+        assert official_name(pki().grca_g2.certificate) is None
+        with pytest.raises(ConfigurationError):
+            require_official(pki().grca_g2.certificate)
+
+
+def test_every_failure_is_a_moica_error() -> None:
+    # A sweep over the rejections above: nothing from cryptography escapes.
+    p: TestPKI = pki()
+    for cert in (card("G2").encryption.certificate, p.moica_g2.certificate):
+        with pytest.raises(MoicaAuthError):
+            validate_chain(certificate=cert, trust=trust(), at=AT)
+
+
+@pytest.mark.parametrize(
+    "leaf",
+    [
+        pytest.param(lambda: card("G3").encryption.certificate, id="encryption"),
+        pytest.param(lambda: pki().moica_g3.certificate, id="ca"),
+    ],
+)
+def test_extension_policy_is_a_second_line_of_defence(leaf: Callable[[], x509.Certificate]) -> None:
+    # The MOICA extension policy handed to cryptography refuses a non-signing leaf even
+    # if the explicit checks before it were skipped.
+    from moica_auth.validation.chain import _run_verifier
+
+    cert = leaf()
+    with pytest.raises(MoicaAuthError) as info:
+        _run_verifier(cert, trust(), pki().intermediates, ValidationPolicy(), AT)
+    assert info.value.code == "chain_invalid"
+    assert _run_verifier(cert, trust(), pki().intermediates, GENERIC, AT)[0] == cert

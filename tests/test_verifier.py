@@ -1,0 +1,281 @@
+"""moica_auth.verifier: the whole token (signature → chain → revocation) on the test PKI."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from cryptography import x509
+
+from moica_auth.exceptions import MoicaAuthError
+from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationResult
+from moica_auth.revocation.types import CertStatus, SourceName
+from moica_auth.testing.pki import CitizenCard
+from moica_auth.testing.softcard import sign_response
+from moica_auth.validation.chain import ValidatedChain, ValidationPolicy
+from moica_auth.validation.trust import TrustStore
+from moica_auth.verifier import LoginVerifier, VerifiedLogin, VerifierConfig
+from moica_auth.verifier import RevocationChecker as RevocationCheckerProtocol
+from tests.validation_fixtures import AT, card, pki, trust
+
+CHALLENGE = b"moica-auth login v1\nnonce=verifier-test\norigin=https://rp.example\n"
+NONCE = b"verifier-test-nonce"
+
+
+def _sign(
+    c: CitizenCard,
+    *,
+    kind: str = "PKCS7",
+    encryption: bool = False,
+    content: bytes = CHALLENGE,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    key = c.encryption if encryption else c.signing
+    return sign_response(
+        content,
+        private_key=key.private_key,
+        certificate=key.certificate,
+        card_number=c.card_number,
+        signing_time=AT,
+        signature_type=kind,
+        nonce=NONCE if kind == "PKCS7" else None,
+        **kwargs,
+    )
+
+
+def _verify(
+    verifier: LoginVerifier, response: dict[str, Any], kind: str, **kwargs: Any
+) -> VerifiedLogin:
+    kwargs.setdefault("at", AT)
+    kwargs.setdefault("content", CHALLENGE)
+    return verifier.verify(
+        signature=response["signature"],
+        signature_type=kind,
+        certificate=response["certb64"],
+        **kwargs,
+    )
+
+
+def _rejects(
+    code: str, verifier: LoginVerifier, response: dict[str, Any], kind: str, **kwargs: Any
+) -> MoicaAuthError:
+    with pytest.raises(MoicaAuthError) as info:
+        _verify(verifier, response, kind, **kwargs)
+    assert info.value.code == code, info.value.detail
+    return info.value
+
+
+@pytest.fixture(scope="module")
+def verifier() -> LoginVerifier:
+    return LoginVerifier(VerifierConfig(trust=trust()))
+
+
+@dataclass
+class TableSource:
+    """A revocation source answering from a table (serial → status): the protocol the
+    real CRL/OCSP sources implement, so the real RevocationChecker can run on it."""
+
+    name: SourceName = "crl"
+    revoked: set[int] = field(default_factory=set)
+    calls: list[datetime] = field(default_factory=list)
+
+    def status(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> CertStatus:
+        self.calls.append(at)
+        if certificate.serial_number in self.revoked:
+            return CertStatus(
+                status="revoked",
+                source="crl",
+                revoked_at=AT - timedelta(days=1),
+                reason="key_compromise",
+            )
+        return CertStatus(
+            status="good", source="crl", this_update=AT, next_update=AT + timedelta(days=1)
+        )
+
+
+def _with_revocation(source: TableSource) -> LoginVerifier:
+    checker = RevocationChecker(
+        policy=RevocationPolicy(order=("crl",), check_intermediates=False), sources={"crl": source}
+    )
+    return LoginVerifier(VerifierConfig(trust=trust(), revocation=checker))
+
+
+# --- accepted tokens ------------------------------------------------------------------
+
+
+class TestAccepted:
+    @pytest.mark.parametrize("generation", ["G2", "G3"])
+    @pytest.mark.parametrize("kind", ["PKCS7", "PKCS1"])
+    def test_card_token(self, verifier: LoginVerifier, generation: str, kind: str) -> None:
+        c = card(generation)
+        login = _verify(
+            verifier,
+            _sign(c, kind=kind),
+            kind,
+            expected_nonce=NONCE if kind == "PKCS7" else None,
+            expected_card_number=c.card_number if kind == "PKCS7" else None,
+        )
+        assert login.chain.leaf == c.signing.certificate
+        assert login.chain.chain[-1] == pki().root(generation).certificate
+        assert login.chain.validated_at == AT
+        assert login.signature.signature_type == kind
+        assert login.citizen is login.chain.citizen
+        assert login.citizen.card_serial == c.subject_serial
+        assert login.revocation is None
+
+    def test_mobile_token(self, verifier: LoginVerifier) -> None:
+        login = _verify(verifier, _sign(card("G3", "mobile")), "PKCS7")
+        assert login.citizen.form == "mobile"
+
+    def test_pkcs7_carried_intermediate_is_used(self) -> None:
+        # The trust store knows only the roots; the SignedData carries MOICA G3.
+        store = TrustStore.from_certificates(pki().anchors)
+        bare = LoginVerifier(VerifierConfig(trust=store))
+        c = card("G3")
+        with_ca = _sign(c, extra_certificates=[pki().moica_g3.certificate])
+        assert len(_verify(bare, with_ca, "PKCS7").chain.chain) == 3
+        _rejects("untrusted_issuer", bare, _sign(c), "PKCS7")
+
+    def test_certificate_optional_for_pkcs7(self, verifier: LoginVerifier) -> None:
+        response = _sign(card("G2"))
+        login = verifier.verify(
+            content=CHALLENGE,
+            signature=base64.b64decode(response["signature"]),
+            signature_type="PKCS7",
+            at=AT,
+        )
+        assert login.citizen.usage == "signing"
+
+
+# --- refused tokens: each step's error comes through unchanged ------------------------
+
+
+class TestRefused:
+    def test_signature_over_other_content(self, verifier: LoginVerifier) -> None:
+        _rejects(
+            "signature_invalid",
+            verifier,
+            _sign(card("G3"), kind="PKCS1"),
+            "PKCS1",
+            content=CHALLENGE + b"!",
+        )
+
+    def test_nonce_mismatch(self, verifier: LoginVerifier) -> None:
+        _rejects("nonce_mismatch", verifier, _sign(card("G3")), "PKCS7", expected_nonce=b"another")
+
+    def test_encryption_certificate(self, verifier: LoginVerifier) -> None:
+        response = _sign(card("G3"), kind="PKCS1", encryption=True)
+        _rejects("wrong_key_usage", verifier, response, "PKCS1")
+
+    def test_expired_certificate(self, verifier: LoginVerifier) -> None:
+        leaf = card("G3").signing.certificate
+        _rejects(
+            "certificate_expired",
+            verifier,
+            _sign(card("G3")),
+            "PKCS7",
+            at=leaf.not_valid_after_utc + timedelta(days=1),
+        )
+
+    def test_untrusted_issuer(self) -> None:
+        g2_only = LoginVerifier(
+            VerifierConfig(
+                trust=TrustStore.from_certificates([pki().grca_g2.certificate], pki().intermediates)
+            )
+        )
+        _rejects("untrusted_issuer", g2_only, _sign(card("G3")), "PKCS7")
+
+    def test_allowed_hashes_come_from_the_config(self) -> None:
+        strict = LoginVerifier(VerifierConfig(trust=trust(), allowed_hashes=frozenset({"sha512"})))
+        _rejects("weak_hash", strict, _sign(card("G3"), kind="PKCS1"), "PKCS1")
+
+    def test_policy_comes_from_the_config(self) -> None:
+        strict = LoginVerifier(
+            VerifierConfig(trust=trust(), policy=ValidationPolicy(min_rsa_bits=4096))
+        )
+        _rejects("weak_key", strict, _sign(card("G3")), "PKCS7")
+
+
+# --- revocation -----------------------------------------------------------------------
+
+
+class TestRevocation:
+    def test_good_status_is_returned(self) -> None:
+        source = TableSource()
+        login = _verify(_with_revocation(source), _sign(card("G2")), "PKCS7")
+        assert isinstance(login.revocation, RevocationResult)
+        assert login.revocation.status == "good"
+        assert source.calls == [AT]  # checked once, at the pinned time
+
+    def test_revoked_certificate_is_refused(self) -> None:
+        c = card("G2")
+        source = TableSource(revoked={c.signing.certificate.serial_number})
+        err = _rejects("certificate_revoked", _with_revocation(source), _sign(c), "PKCS7")
+        assert err.data["reason"] == "key_compromise"
+
+    def test_revocation_not_asked_when_the_chain_fails(self) -> None:
+        source = TableSource()
+        _rejects(
+            "wrong_key_usage", _with_revocation(source), _sign(card("G2"), encryption=True), "PKCS7"
+        )
+        assert source.calls == []
+
+    def test_checker_satisfies_the_protocol(self) -> None:
+        checker = RevocationChecker(
+            policy=RevocationPolicy(order=("crl",)), sources={"crl": TableSource()}
+        )
+        assert isinstance(checker, RevocationCheckerProtocol)
+
+
+class TestCheckCertificate:
+    def test_chain_without_revocation(self, verifier: LoginVerifier) -> None:
+        c = card("G3")
+        chain, status = verifier.check_certificate(certificate=c.signing.cert_pem(), at=AT)
+        assert isinstance(chain, ValidatedChain)
+        assert chain.leaf == c.signing.certificate
+        assert status is None
+
+    def test_chain_with_revocation_and_token_intermediates(self) -> None:
+        source = TableSource()
+        store = TrustStore.from_certificates(pki().anchors)
+        checker = RevocationChecker(
+            policy=RevocationPolicy(order=("crl",)), sources={"crl": source}
+        )
+        v = LoginVerifier(VerifierConfig(trust=store, revocation=checker))
+        chain, status = v.check_certificate(
+            certificate=card("G2").signing.certificate,
+            intermediates=[pki().moica_g2.certificate],
+            at=AT,
+        )
+        assert len(chain.chain) == 3
+        assert status is not None and status.status == "good"
+
+    def test_refuses_like_verify(self, verifier: LoginVerifier) -> None:
+        with pytest.raises(MoicaAuthError) as info:
+            verifier.check_certificate(certificate=card("G3").encryption.certificate, at=AT)
+        assert info.value.code == "wrong_key_usage"
+
+
+class TestConfig:
+    def test_defaults(self) -> None:
+        config = VerifierConfig(trust=trust())
+        assert config.policy == ValidationPolicy()
+        assert config.allowed_hashes == frozenset({"sha256", "sha384", "sha512"})
+        assert config.revocation is None
+
+    def test_rejects_empty_hashes(self) -> None:
+        with pytest.raises(ValueError):
+            VerifierConfig(trust=trust(), allowed_hashes=frozenset())
+
+    def test_rejects_wrong_types(self) -> None:
+        with pytest.raises(TypeError):
+            VerifierConfig(trust=pki().anchors)  # type: ignore[arg-type]
+
+    def test_naive_time_is_a_programming_error(self, verifier: LoginVerifier) -> None:
+        with pytest.raises(ValueError, match="timezone-aware"):
+            _verify(verifier, _sign(card("G3")), "PKCS7", at=AT.replace(tzinfo=None))

@@ -1,0 +1,539 @@
+"""The CRL index: the last good CRL per (issuer key, scope), shared by the fleet.
+
+Contract (RFC 5280 §6.3.3 keeps one CRL per issuer and scope):
+
+* ``replace`` installs a newer CRL atomically and refuses an older or equal CRL number
+  (returns ``False`` and keeps the last good one), so a replayed or rolled-back CRL
+  can never hide a revocation;
+* readers see the old or the new generation, never a mix — in Redis the new
+  generation is written to a fresh hash, the pointer is switched by a Lua script that
+  compares CRL numbers, and lookups read pointer and entry in one script;
+* entries are kept per issuer key, so a serial revoked under MOICA G2 never rejects a
+  G3 certificate with the same serial;
+* ``lock`` gives one refresh at a time across the fleet (Redis ``SET NX PX`` with a
+  token-checked release).
+
+Redis failures raise :class:`~moica_auth.exceptions.StoreUnavailable`: logins fail
+closed rather than pass unchecked.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Protocol, cast
+
+import redis
+
+from moica_auth.exceptions import StoreUnavailable
+from moica_auth.revocation.crl import ParsedCrl, RevokedEntry, decode_entry
+
+__all__ = [
+    "CrlInfo",
+    "MemoryIndexStore",
+    "RedisIndexStore",
+    "RevocationIndexStore",
+]
+
+
+@dataclass(frozen=True)
+class CrlInfo:
+    """What is installed for one (issuer key, scope): the CRL's metadata, no entries."""
+
+    issuer_key_id: str
+    scope: str
+    number: int
+    this_update: datetime
+    next_update: datetime
+    entries: int
+    fetched_at: datetime
+    url: str | None = None
+    issuer_name: str = ""
+    signer_key_id: str = ""
+    scope_names: tuple[str, ...] = ()
+    only_user_certs: bool = False
+    only_ca_certs: bool = False
+    sha256: str = ""
+    size: int = 0
+    etag: str | None = None
+    last_modified: str | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+
+    @classmethod
+    def from_parsed(
+        cls,
+        parsed: ParsedCrl,
+        *,
+        fetched_at: datetime,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> CrlInfo:
+        return cls(
+            issuer_key_id=parsed.issuer_key_id,
+            scope=parsed.scope,
+            number=parsed.number,
+            this_update=parsed.this_update,
+            next_update=parsed.next_update,
+            entries=len(parsed.entries),
+            fetched_at=fetched_at,
+            url=parsed.url,
+            issuer_name=parsed.issuer_name,
+            signer_key_id=parsed.signer_key_id,
+            scope_names=parsed.scope_names,
+            only_user_certs=parsed.only_user_certs,
+            only_ca_certs=parsed.only_ca_certs,
+            sha256=parsed.sha256,
+            size=parsed.size,
+            etag=etag,
+            last_modified=last_modified,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, datetime):
+                out[key] = value.isoformat()
+        out["scope_names"] = list(self.scope_names)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> CrlInfo:
+        fields = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        for key in ("this_update", "next_update", "fetched_at", "last_error_at"):
+            if fields.get(key):
+                fields[key] = datetime.fromisoformat(fields[key])
+        fields["scope_names"] = tuple(fields.get("scope_names") or ())
+        return cls(**fields)
+
+
+class RevocationIndexStore(Protocol):
+    """Where verified CRLs live between refreshes (see the module docstring)."""
+
+    def replace(
+        self,
+        parsed: ParsedCrl,
+        *,
+        fetched_at: datetime | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> bool:
+        """Install ``parsed`` if its CRL number is higher than the installed one."""
+        ...
+
+    def lookup(self, issuer_key_id: str, scope: str, serial: int) -> RevokedEntry | None:
+        """The entry for ``serial`` in the installed CRL, or None (not listed / no CRL)."""
+        ...
+
+    def info(self, issuer_key_id: str, scope: str) -> CrlInfo | None: ...
+
+    def read(self, issuer_key_id: str, serial: int) -> list[tuple[CrlInfo, bytes | None]]:
+        """Every installed scope of an issuer key with the packed entry for ``serial``.
+
+        One consistent read per scope: the info and the entry come from the same
+        generation. This is the login-path call.
+        """
+        ...
+
+    def all_info(self) -> list[CrlInfo]: ...
+
+    def info_for_url(self, url: str) -> CrlInfo | None: ...
+
+    def record_error(self, url: str, error: str, *, at: datetime | None = None) -> None: ...
+
+    def clear_error(self, url: str) -> None: ...
+
+    def last_error(self, url: str) -> tuple[str, datetime] | None: ...
+
+    def lock(self, name: str, ttl: float, *, wait: float = 0.0) -> AbstractContextManager[bool]:
+        """Hold ``name`` for at most ``ttl`` seconds; yields whether it was acquired."""
+        ...
+
+
+def _with_error(info: CrlInfo, error: tuple[str, datetime] | None) -> CrlInfo:
+    if error is None:
+        return info
+    return replace(info, last_error=error[0], last_error_at=error[1])
+
+
+# --- in-process -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Generation:
+    info: CrlInfo
+    entries: Mapping[int, bytes]
+
+
+class MemoryIndexStore:
+    """One process's index: generations swapped by reference under a lock.
+
+    Readers take a reference to one immutable generation (info + entries together), so
+    they never see a mix. For a single server; a fleet uses :class:`RedisIndexStore`.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._by_issuer: dict[str, dict[str, _Generation]] = {}
+        self._urls: dict[str, tuple[str, str]] = {}
+        self._errors: dict[str, tuple[str, datetime]] = {}
+        self._locks: dict[str, tuple[str, float]] = {}
+
+    def replace(
+        self,
+        parsed: ParsedCrl,
+        *,
+        fetched_at: datetime | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> bool:
+        info = CrlInfo.from_parsed(
+            parsed,
+            fetched_at=fetched_at or datetime.now(UTC),
+            etag=etag,
+            last_modified=last_modified,
+        )
+        with self._mutex:
+            scopes = dict(self._by_issuer.get(parsed.issuer_key_id, {}))
+            current = scopes.get(parsed.scope)
+            if current is not None and current.info.number >= parsed.number:
+                return False
+            scopes[parsed.scope] = _Generation(info=info, entries=parsed.entries)
+            # Publish a new dict: readers holding the old one keep a consistent view.
+            self._by_issuer[parsed.issuer_key_id] = scopes
+            if parsed.url:
+                self._urls[parsed.url] = (parsed.issuer_key_id, parsed.scope)
+                self._errors.pop(parsed.url, None)
+            return True
+
+    def lookup(self, issuer_key_id: str, scope: str, serial: int) -> RevokedEntry | None:
+        generation = self._by_issuer.get(issuer_key_id, {}).get(scope)
+        if generation is None:
+            return None
+        packed = generation.entries.get(serial)
+        return None if packed is None else decode_entry(packed)
+
+    def info(self, issuer_key_id: str, scope: str) -> CrlInfo | None:
+        generation = self._by_issuer.get(issuer_key_id, {}).get(scope)
+        if generation is None:
+            return None
+        url = generation.info.url
+        return _with_error(generation.info, self._errors.get(url) if url else None)
+
+    def read(self, issuer_key_id: str, serial: int) -> list[tuple[CrlInfo, bytes | None]]:
+        scopes = self._by_issuer.get(issuer_key_id, {})
+        return [(g.info, g.entries.get(serial)) for g in scopes.values()]
+
+    def all_info(self) -> list[CrlInfo]:
+        out: list[CrlInfo] = []
+        for kid, scopes in list(self._by_issuer.items()):
+            for scope in scopes:
+                info = self.info(kid, scope)
+                if info is not None:
+                    out.append(info)
+        return out
+
+    def info_for_url(self, url: str) -> CrlInfo | None:
+        where = self._urls.get(url)
+        return None if where is None else self.info(*where)
+
+    def record_error(self, url: str, error: str, *, at: datetime | None = None) -> None:
+        self._errors[url] = (error, at or datetime.now(UTC))
+
+    def clear_error(self, url: str) -> None:
+        self._errors.pop(url, None)
+
+    def last_error(self, url: str) -> tuple[str, datetime] | None:
+        return self._errors.get(url)
+
+    def _try_lock(self, name: str, ttl: float) -> str | None:
+        with self._mutex:
+            now = time.monotonic()
+            held = self._locks.get(name)
+            if held is not None and held[1] > now:
+                return None
+            token = secrets.token_hex(8)
+            self._locks[name] = (token, now + ttl)
+            return token
+
+    @contextmanager
+    def _lock(self, name: str, ttl: float, wait: float) -> Iterator[bool]:
+        deadline = time.monotonic() + wait
+        token = self._try_lock(name, ttl)
+        while token is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+            token = self._try_lock(name, ttl)
+        try:
+            yield token is not None
+        finally:
+            if token is not None:
+                with self._mutex:
+                    if self._locks.get(name, ("", 0.0))[0] == token:
+                        del self._locks[name]
+
+    def lock(self, name: str, ttl: float, *, wait: float = 0.0) -> AbstractContextManager[bool]:
+        return self._lock(name, ttl, wait)
+
+
+# --- Redis ----------------------------------------------------------------------------
+
+# Switch the pointer only if the new CRL number is higher. Numbers are compared as
+# zero-padded decimal strings: CRL numbers reach 20 octets (RFC 5280 §5.2.3), beyond
+# Lua's doubles. The new hash was written with an expiry (so a crashed writer leaves
+# no garbage); PERSIST makes it permanent as it becomes current.
+_SWAP = """
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  if cjson.decode(cur)['n'] >= ARGV[1] then return false end
+end
+redis.call('PERSIST', KEYS[2])
+redis.call('SET', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[3])
+redis.call('SADD', KEYS[4], ARGV[4])
+if ARGV[5] ~= '' then
+  redis.call('SET', KEYS[5], ARGV[5])
+  redis.call('DEL', KEYS[6])
+end
+if cur then return cjson.decode(cur)['gen'] end
+return ''
+"""
+
+# Pointer and entry read together, so a reader never pairs one generation's info with
+# another's entries, and never reads a hash that was just deleted.
+_READ = """
+local out = {}
+for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local p = redis.call('GET', ARGV[1] .. s)
+  if p then
+    local e = redis.call('HGET', ARGV[2] .. cjson.decode(p)['gen'], ARGV[3])
+    out[#out + 1] = p
+    out[#out + 1] = e or ''
+  end
+end
+return out
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+_CHUNK = 10_000
+_BUILD_TTL_MS = 3_600_000
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _field(serial: int) -> str:
+    return format(serial, "x")
+
+
+class RedisIndexStore:
+    """The fleet's index in Redis (see the module docstring for the key layout).
+
+    Keys: ``{prefix}:ptr:{kid}:{scope}`` (JSON info + generation + padded number),
+    ``{prefix}:gen:{id}`` (hash serial-hex -> packed entry), ``{prefix}:scopes:{kid}``,
+    ``{prefix}:kids``, ``{prefix}:url:{url}``, ``{prefix}:err:{url}``,
+    ``{prefix}:lock:{name}``. The scripts touch keys they compute, so this store is
+    for a single Redis (or a primary with replicas), not Redis Cluster.
+    """
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "moica:crl") -> None:
+        self.client = client
+        self.prefix = prefix
+        self._swap = client.register_script(_SWAP)
+        self._read = client.register_script(_READ)
+        self._release = client.register_script(_RELEASE)
+
+    @classmethod
+    def from_url(
+        cls, url: str, *, prefix: str = "moica:crl", timeout: float = 2.0
+    ) -> RedisIndexStore:
+        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        return cls(client, prefix=prefix)
+
+    def _k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def replace(
+        self,
+        parsed: ParsedCrl,
+        *,
+        fetched_at: datetime | None = None,
+        etag: str | None = None,
+        last_modified: str | None = None,
+    ) -> bool:
+        info = CrlInfo.from_parsed(
+            parsed,
+            fetched_at=fetched_at or datetime.now(UTC),
+            etag=etag,
+            last_modified=last_modified,
+        )
+        generation = secrets.token_hex(12)
+        gen_key = self._k("gen", generation)
+        number = f"{parsed.number:050d}"
+        pointer = json.dumps({**info.to_json(), "gen": generation, "n": number})
+        try:
+            current = self.client.get(self._k("ptr", parsed.issuer_key_id, parsed.scope))
+            if current is not None and json.loads(current)["n"] >= number:
+                return False  # cheap early refusal; the script re-checks atomically
+            self._write_generation(gen_key, parsed.entries)
+            old = self._swap(
+                keys=[
+                    self._k("ptr", parsed.issuer_key_id, parsed.scope),
+                    gen_key,
+                    self._k("scopes", parsed.issuer_key_id),
+                    self._k("kids"),
+                    self._k("url", parsed.url or ""),
+                    self._k("err", parsed.url or ""),
+                ],
+                args=[
+                    number,
+                    pointer,
+                    parsed.scope,
+                    parsed.issuer_key_id,
+                    json.dumps([parsed.issuer_key_id, parsed.scope]) if parsed.url else "",
+                ],
+            )
+            if old is None:
+                self.client.unlink(gen_key)
+                return False
+            if old:
+                self.client.unlink(self._k("gen", old.decode()))
+            return True
+        except redis.RedisError as exc:
+            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
+
+    def _write_generation(self, gen_key: str, entries: Mapping[int, bytes]) -> None:
+        items = iter(entries.items())
+        pipe = self.client.pipeline(transaction=False)
+        first = True
+        while True:
+            chunk: dict[bytes | bytearray | memoryview[int] | str | int | float, bytes] = {}
+            for serial, packed in items:
+                chunk[_field(serial)] = packed
+                if len(chunk) >= _CHUNK:
+                    break
+            if not chunk:
+                break
+            pipe.hset(gen_key, mapping=chunk)
+            if first:
+                # The expiry only sticks once the hash exists.
+                pipe.pexpire(gen_key, _BUILD_TTL_MS)
+                first = False
+            if len(pipe) >= 8:
+                pipe.execute()
+        if len(pipe):
+            pipe.execute()
+
+    def _pointer(self, issuer_key_id: str, scope: str) -> dict[str, Any] | None:
+        raw = self.client.get(self._k("ptr", issuer_key_id, scope))
+        return None if raw is None else cast(dict[str, Any], json.loads(raw))
+
+    def lookup(self, issuer_key_id: str, scope: str, serial: int) -> RevokedEntry | None:
+        for info, packed in self.read(issuer_key_id, serial):
+            if info.scope == scope:
+                return None if packed is None else decode_entry(packed)
+        return None
+
+    def info(self, issuer_key_id: str, scope: str) -> CrlInfo | None:
+        try:
+            pointer = self._pointer(issuer_key_id, scope)
+            if pointer is None:
+                return None
+            info = CrlInfo.from_json(pointer)
+            return _with_error(info, self.last_error(info.url) if info.url else None)
+        except redis.RedisError as exc:
+            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
+
+    def read(self, issuer_key_id: str, serial: int) -> list[tuple[CrlInfo, bytes | None]]:
+        try:
+            flat = self._read(
+                keys=[self._k("scopes", issuer_key_id)],
+                args=[self._k("ptr", issuer_key_id, ""), self._k("gen", ""), _field(serial)],
+            )
+        except redis.RedisError as exc:
+            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
+        out: list[tuple[CrlInfo, bytes | None]] = []
+        for i in range(0, len(flat), 2):
+            info = CrlInfo.from_json(json.loads(flat[i]))
+            out.append((info, flat[i + 1] or None))
+        return out
+
+    def all_info(self) -> list[CrlInfo]:
+        try:
+            out: list[CrlInfo] = []
+            for kid in sorted(_text(k) for k in self.client.smembers(self._k("kids"))):
+                scopes = self.client.smembers(self._k("scopes", kid))
+                for scope in sorted(_text(s) for s in scopes):
+                    info = self.info(kid, scope)
+                    if info is not None:
+                        out.append(info)
+            return out
+        except redis.RedisError as exc:
+            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
+
+    def info_for_url(self, url: str) -> CrlInfo | None:
+        try:
+            raw = self.client.get(self._k("url", url))
+        except redis.RedisError as exc:
+            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
+        if raw is None:
+            return None
+        kid, scope = json.loads(raw)
+        return self.info(kid, scope)
+
+    def record_error(self, url: str, error: str, *, at: datetime | None = None) -> None:
+        stamp = (at or datetime.now(UTC)).isoformat()
+        try:
+            self.client.set(self._k("err", url), json.dumps([error, stamp]))
+        except redis.RedisError as exc:
+            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
+
+    def clear_error(self, url: str) -> None:
+        try:
+            self.client.delete(self._k("err", url))
+        except redis.RedisError as exc:
+            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
+
+    def last_error(self, url: str) -> tuple[str, datetime] | None:
+        try:
+            raw = self.client.get(self._k("err", url))
+        except redis.RedisError as exc:
+            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
+        if raw is None:
+            return None
+        error, stamp = json.loads(raw)
+        return str(error), datetime.fromisoformat(stamp)
+
+    @contextmanager
+    def _lock(self, name: str, ttl: float, wait: float) -> Iterator[bool]:
+        key = self._k("lock", name)
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + wait
+        try:
+            acquired = bool(self.client.set(key, token, nx=True, px=max(1, int(ttl * 1000))))
+            while not acquired and time.monotonic() < deadline:
+                time.sleep(0.05)
+                acquired = bool(self.client.set(key, token, nx=True, px=max(1, int(ttl * 1000))))
+        except redis.RedisError as exc:
+            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
+        try:
+            yield acquired
+        finally:
+            if acquired:
+                # Release only our own token: after a TTL expiry another holder owns it.
+                with contextlib.suppress(redis.RedisError):  # else the TTL frees it
+                    self._release(keys=[key], args=[token])
+
+    def lock(self, name: str, ttl: float, *, wait: float = 0.0) -> AbstractContextManager[bool]:
+        return self._lock(name, ttl, wait)

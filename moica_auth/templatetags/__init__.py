@@ -1,0 +1,1 @@
+"""Template tags of moica-auth: ``{% load moica_auth %}``."""

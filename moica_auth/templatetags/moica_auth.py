@@ -1,0 +1,109 @@
+"""``{% moica_login_box %}``: the card login box (PIN field, personal fields, status).
+
+Usage::
+
+    {% load moica_auth %}
+    {% moica_login_box fields="id_number,birth_date" next=request.get_full_path %}
+
+It renders ``moica_auth/login_box.html``: a ``<form data-moica-login>`` that the browser
+client (``static/moica_auth/moica-auth.js``, ``autoBind``) drives through the HiPKI popup
+bridge, the error catalogue of :func:`moica_auth.hipki.client_messages` in the active
+language (``json_script``), the component URL (setting ``MOICA_AUTH_COMPONENT_URL``,
+default ``http://localhost:61161``) and the endpoint URLs of ``moica_auth.urls``.
+
+The PIN input has no ``name``: it can never be part of a form submission to the server.
+The script sends it only to the local component. See ``docs/client.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+from urllib.parse import urlsplit
+
+from django import template
+from django.conf import settings
+from django.urls import reverse
+
+from moica_auth.hipki import client_messages
+
+__all__ = ["DEFAULT_COMPONENT_URL", "LOGIN_BOX_FIELDS", "component_url", "moica_login_box"]
+
+register = template.Library()
+
+DEFAULT_COMPONENT_URL = "http://localhost:61161"
+#: The personal fields a login box can ask for, in display order.
+LOGIN_BOX_FIELDS: tuple[str, ...] = ("id_number", "birth_date")
+
+# Ids only need to be unique within one page; a process-wide counter is enough.
+_box_ids = itertools.count(1)
+
+
+def component_url() -> str:
+    """The HiPKI component base URL from ``MOICA_AUTH_COMPONENT_URL``.
+
+    Only ``http``/``https`` URLs without path, query or credentials are accepted: the
+    browser compares it with ``MessageEvent.origin``, so anything else could never match.
+    """
+    value = str(getattr(settings, "MOICA_AUTH_COMPONENT_URL", None) or DEFAULT_COMPONENT_URL)
+    value = value.rstrip("/")
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username
+        or parts.password
+    ):
+        raise template.TemplateSyntaxError(
+            "MOICA_AUTH_COMPONENT_URL must be scheme://host[:port], e.g. http://localhost:61161"
+        )
+    return value
+
+
+def _parse_fields(fields: str | Iterable[str] | None) -> list[str]:
+    if fields is None or fields == "":
+        return []
+    names = fields.split(",") if isinstance(fields, str) else list(fields)
+    wanted = {str(n).strip() for n in names if str(n).strip()}
+    unknown = wanted - set(LOGIN_BOX_FIELDS)
+    if unknown:
+        raise template.TemplateSyntaxError(
+            f"moica_login_box: unknown field(s) {sorted(unknown)}; "
+            f"use {', '.join(LOGIN_BOX_FIELDS)}"
+        )
+    return [f for f in LOGIN_BOX_FIELDS if f in wanted]
+
+
+@register.inclusion_tag("moica_auth/login_box.html", takes_context=True)
+def moica_login_box(
+    context: template.Context,
+    fields: str | Iterable[str] | None = "",
+    next: str | None = None,  # the template keyword people expect
+    box_id: str | None = None,
+    timeout_ms: int | None = None,
+) -> dict[str, Any]:
+    """Render the login box; ``fields`` is a comma-separated subset of
+    ``id_number,birth_date`` (what the protected view requires)."""
+    ident = box_id or f"moica-login-{next_id()}"
+    return {
+        "box_id": ident,
+        "messages_id": f"{ident}-messages",
+        "fields": _parse_fields(fields),
+        "next": next or "",
+        "component_url": component_url(),
+        "session_url": reverse("moica:session"),
+        "challenge_url": reverse("moica:challenge"),
+        "login_url": reverse("moica:login"),
+        "hipki_messages": client_messages(),
+        "timeout_ms": timeout_ms,
+        # Forwarded so {% csrf_token %} works inside the inclusion template.
+        "csrf_token": context.get("csrf_token"),
+    }
+
+
+def next_id() -> int:
+    return next(_box_ids)

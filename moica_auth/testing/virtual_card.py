@@ -1,0 +1,940 @@
+"""A virtual HiPKI local component (跨平台網頁元件) backed by test-PKI cards.
+
+.. warning:: Every card key comes from :mod:`moica_auth.testing.pki`: **public test keys**.
+   The server binds to the loopback interface only; it is a test and demo tool.
+
+:class:`VirtualCardServer` speaks the HiPKI HTTP protocol (``docs/virtual-card.md``,
+``../shared/DOMAIN.md`` "HiPKI local component") on ``http://127.0.0.1:61161`` or any
+port you choose:
+
+* ``GET /popupForm``: the popup bridge page. Its inline script posts ``{"func":"getTbs"}``
+  to ``window.opener``, takes the request JSON the opener sends back, runs it against
+  ``/sign`` or ``/pkcs11info`` on this server, posts the JSON result to the opener (to the
+  origin that sent the request, never to ``*``) and closes itself;
+* ``POST /sign``: a ``MakeSignature`` request → the HiPKI ``sign`` response, signed as
+  :func:`moica_auth.testing.softcard.sign_response` does (the signer behind
+  :class:`~moica_auth.testing.softcard.SoftCard`): PKCS#1 v1.5 (RFC 8017 §8.2) or CMS
+  SignedData (RFC 5652 §5) with signingTime, randomNonce and card-number attributes;
+* ``GET|POST /pkcs11info[?withcert=true]``: the reader slot, the card and its certificates;
+* ``GET /selfTest.htm``: a status page;
+* ``GET /addDomain?domain=…``: asks to trust a site (``POST /addDomain`` confirms it);
+* ``POST /unlock``: ``{"card", "user_code", "new_pin"}``: the online unlock with the
+  用戶代碼, for demos;
+* ``POST /_virtual/insert`` ``{"card"}`` and ``POST /_virtual/remove``: test controls.
+
+Card semantics follow the real card: the PIN is 6–8 digits; three wrong PINs in a row lock
+the card (``last_error`` 0x80000002, 0x80000001, then 0xA4); a correct PIN resets the count;
+four wrong user codes lock the user code too. State lives in memory behind one lock.
+
+PINs and user codes are never logged, and never echoed in a response.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import html
+import json
+import logging
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from moica_auth.certificate import CitizenCertificate
+from moica_auth.testing.pki import CertifiedKey, CitizenCard
+from moica_auth.testing.softcard import HIPKI_VERSION, hash_for, sign_response
+
+__all__ = [
+    "DEFAULT_PORT",
+    "LAST_CARD_LOCKED",
+    "LAST_PIN_LENGTH",
+    "LAST_TRIES_LEFT_1",
+    "LAST_TRIES_LEFT_2",
+    "LAST_WRONG_PIN",
+    "MAX_PIN_TRIES",
+    "MAX_USER_CODE_TRIES",
+    "RET_BAD_REQUEST",
+    "RET_CANCELLED",
+    "RET_CARD_LOGIN_FAILED",
+    "RET_CERT_EXPIRED",
+    "RET_CERT_NOT_YET_VALID",
+    "RET_NO_CARD",
+    "RET_NO_PIN",
+    "RET_NO_READER",
+    "RET_OK",
+    "RET_SITE_NOT_TRUSTED",
+    "RET_SITE_NOT_TRUSTED_INFO",
+    "VirtualCard",
+    "VirtualCardServer",
+    "load_cards",
+    "main",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 61161
+SLOT_DESCRIPTION = "moica-auth Virtual Reader 0"
+MAX_PIN_TRIES = 3
+MAX_USER_CODE_TRIES = 4
+_MAX_BODY = 1 << 20
+
+# ret_code values (DOMAIN.md, moica_auth/hipki.py).
+RET_OK = 0
+RET_NO_CARD = 0x76000006
+RET_NO_PIN = 0x76000998
+RET_CANCELLED = 0x76000999
+RET_SITE_NOT_TRUSTED = 0x7600000F  # answered to a sign request from an untrusted site
+RET_SITE_NOT_TRUSTED_INFO = 0x76000031  # answered to pkcs11info from an untrusted site
+RET_NO_READER = 0x76100003
+RET_CARD_LOGIN_FAILED = 0x76100006
+RET_CERT_NOT_YET_VALID = 0x76500001
+RET_CERT_EXPIRED = 0x76500002
+#: Not a documented HiPKI code: the virtual card's answer to a request it cannot parse.
+RET_BAD_REQUEST = 0x76000001
+
+# last_error values: the card's PIN state.
+LAST_WRONG_PIN = 0xA0
+LAST_PIN_LENGTH = 0xA2
+LAST_CARD_LOCKED = 0xA4
+LAST_TRIES_LEFT_2 = 0x80000002
+LAST_TRIES_LEFT_1 = 0x80000001
+
+_PIN_RE = re.compile(r"[0-9]{6,8}")
+_DOMAIN_RE = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\]")
+
+
+@dataclass(frozen=True)
+class VirtualCard:
+    """One citizen card in the virtual reader (test data only).
+
+    ``signing`` holds the signing key and certificate; ``encryption_certificate`` is listed
+    by ``pkcs11info`` but never signs (a real card cannot log in with it either).
+    ``pin`` and ``user_code`` are the card's *initial* secrets; the server keeps the
+    current ones (an unlock sets a new PIN).
+    """
+
+    card_id: str
+    signing: CertifiedKey
+    encryption_certificate: x509.Certificate
+    card_number: str
+    pin: str = "123456"
+    user_code: str = "12345678"
+    chain: tuple[x509.Certificate, ...] = ()
+
+    def __repr__(self) -> str:  # never show the secrets
+        return f"VirtualCard(card_id={self.card_id!r}, card_number={self.card_number!r})"
+
+    @classmethod
+    def from_citizen_card(cls, card: CitizenCard, *, card_id: str | None = None) -> VirtualCard:
+        """The virtual card for a :class:`~moica_auth.testing.pki.CitizenCard`."""
+        return cls(
+            card_id=card_id or card.card_number,
+            signing=card.signing,
+            encryption_certificate=card.encryption.certificate,
+            card_number=card.card_number,
+            pin=card.pin,
+            user_code=card.user_code,
+            chain=card.chain,
+        )
+
+    @classmethod
+    def from_pkcs12(
+        cls,
+        data: bytes,
+        password: bytes | None,
+        *,
+        card_id: str,
+        pin: str,
+        user_code: str,
+        card_number: str | None = None,
+    ) -> VirtualCard:
+        """Load a card written by ``CitizenCard.to_pkcs12`` (RFC 7292).
+
+        The key bag is the signing key (friendly name ``"<card number> signing"``, which
+        gives ``card_number`` when it is not passed); the additional certificate named
+        ``encryption`` is the encryption certificate; the others (``ca``) are the chain.
+        """
+        p12 = pkcs12.load_pkcs12(data, password or None)
+        if p12.key is None or p12.cert is None or not isinstance(p12.key, rsa.RSAPrivateKey):
+            raise ValueError("the PKCS#12 file holds no RSA signing key and certificate")
+        if card_number is None:
+            name = (p12.cert.friendly_name or b"").decode("utf-8", "replace")
+            if not name.endswith(" signing"):
+                raise ValueError("the PKCS#12 file does not name the card number")
+            card_number = name.split(" ", 1)[0]
+        encryption: x509.Certificate | None = None
+        chain: list[x509.Certificate] = []
+        for extra in p12.additional_certs:
+            if extra.friendly_name == b"encryption" and encryption is None:
+                encryption = extra.certificate
+            else:
+                chain.append(extra.certificate)
+        if encryption is None:
+            raise ValueError("the PKCS#12 file holds no encryption certificate")
+        return cls(
+            card_id=card_id,
+            signing=CertifiedKey(p12.cert.certificate, p12.key),
+            encryption_certificate=encryption,
+            card_number=card_number,
+            pin=pin,
+            user_code=user_code,
+            chain=tuple(chain),
+        )
+
+
+@dataclass
+class _CardState:
+    pin: str
+    user_code: str
+    pin_failures: int = 0
+    user_code_failures: int = 0
+
+    @property
+    def locked(self) -> bool:
+        return self.pin_failures >= MAX_PIN_TRIES
+
+    @property
+    def user_code_locked(self) -> bool:
+        return self.user_code_failures >= MAX_USER_CODE_TRIES
+
+
+@dataclass
+class _Fault:
+    ret_code: int
+    last_error: int
+    remaining: int
+
+
+def _answer(func: str, ret_code: int, last_error: int = 0, message: str = "") -> dict[str, Any]:
+    return {
+        "func": func,
+        "ret_code": ret_code,
+        "last_error": last_error,
+        "message": message,
+        "version": HIPKI_VERSION,
+    }
+
+
+def _decode_nonce(value: str) -> bytes:
+    """The bytes the randomNonce attribute carries for a request ``nonce``.
+
+    The request carries the nonce as text: base64 or base64url (with or without padding)
+    is decoded, as the challenge nonces of ``docs/protocol.md`` are; anything else is
+    taken as its UTF-8 bytes.
+    """
+    text = value.strip()
+    padded = text + "=" * (-len(text) % 4)
+    alphabet = "-_" if ("-" in text or "_" in text) else "+/"
+    try:
+        return base64.b64decode(padded, altchars=alphabet.encode(), validate=True)
+    except (binascii.Error, ValueError):
+        return text.encode("utf-8")
+
+
+def _hostname(url: str | None) -> str | None:
+    if not url:
+        return None
+    try:
+        host = urlsplit(url).hostname
+    except ValueError:
+        return None
+    return host.lower() if host else None
+
+
+def _normalise_domain(value: str) -> str | None:
+    text = value.strip().lower().rstrip(".")
+    if "://" in text:
+        host = _hostname(text)
+        if host is None:
+            return None
+        text = host
+    return text if _DOMAIN_RE.fullmatch(text) else None
+
+
+def _is_true(value: object) -> bool:
+    return value is True or (isinstance(value, str) and value.strip().lower() == "true")
+
+
+class VirtualCardServer:
+    """A local HiPKI-compatible server with a virtual reader holding one of ``cards``.
+
+    ``port=0`` picks a free port (read :attr:`port` / :attr:`url` after :meth:`start`).
+    ``clock`` gives the signingTime and the time the signing certificate's validity is
+    checked at (default: now; tests pin it). With ``require_trusted_domains`` a request
+    from a site not added with ``/addDomain`` (or :meth:`trust_domain`) is refused with
+    ``ret_code`` 0x7600000F (sign) / 0x76000031 (pkcs11info). ``confirm_add_domain=False``
+    makes ``GET /addDomain`` trust the domain at once instead of asking.
+    """
+
+    def __init__(
+        self,
+        cards: Sequence[VirtualCard],
+        *,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        clock: Callable[[], datetime] | None = None,
+        require_trusted_domains: bool = False,
+        trusted_domains: Iterable[str] = (),
+        confirm_add_domain: bool = True,
+    ) -> None:
+        ids = [c.card_id for c in cards]
+        if len(set(ids)) != len(ids):
+            raise ValueError("card ids must be unique")
+        self.cards: dict[str, VirtualCard] = {c.card_id: c for c in cards}
+        self.host = host
+        self._requested_port = port
+        self.clock: Callable[[], datetime] = clock or (lambda: datetime.now(UTC))
+        self.require_trusted_domains = require_trusted_domains
+        self.confirm_add_domain = confirm_add_domain
+        self._lock = threading.Lock()
+        self._state = {c.card_id: _CardState(pin=c.pin, user_code=c.user_code) for c in cards}
+        self._inserted: str | None = None
+        self._reader_connected = True
+        self._trusted: set[str] = set()
+        self._fault: _Fault | None = None
+        for domain in trusted_domains:
+            self.trust_domain(domain)
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> VirtualCardServer:
+        """Start serving in a daemon thread; returns ``self``."""
+        if self._httpd is not None:
+            raise RuntimeError("the virtual card server is already running")
+        httpd = _Server((self.host, self._requested_port), _Handler)
+        httpd.virtual_card = self  # type: ignore[attr-defined]
+        self._httpd = httpd
+        self._thread = threading.Thread(
+            # A short poll interval keeps stop() quick (shutdown waits for one poll).
+            target=httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="moica-virtual-card",
+            daemon=True,
+        )
+        self._thread.start()
+        logger.info("virtual HiPKI component listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._httpd is None:
+            return
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._httpd = None
+        self._thread = None
+
+    def __enter__(self) -> VirtualCardServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            return self._requested_port
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The component base URL (``http://host:port``), what pages use as componentUrl."""
+        return f"http://{self.host}:{self.port}"
+
+    # ------------------------------------------------------------------ the reader
+    def insert(self, card_id: str) -> None:
+        """Put card ``card_id`` in the reader (replacing any card there)."""
+        if card_id not in self.cards:
+            raise KeyError(f"no virtual card {card_id!r}")
+        with self._lock:
+            self._inserted = card_id
+
+    def remove(self) -> None:
+        """Take the card out of the reader."""
+        with self._lock:
+            self._inserted = None
+
+    @property
+    def inserted(self) -> str | None:
+        """The id of the card in the reader, or ``None``."""
+        with self._lock:
+            return self._inserted
+
+    @property
+    def reader_connected(self) -> bool:
+        with self._lock:
+            return self._reader_connected
+
+    @reader_connected.setter
+    def reader_connected(self, value: bool) -> None:
+        # Unplugging the reader answers ret_code 0x76100003 (no reader).
+        with self._lock:
+            self._reader_connected = bool(value)
+
+    def trust_domain(self, domain: str) -> None:
+        """Trust a site, as the user does through ``/addDomain``."""
+        name = _normalise_domain(domain)
+        if name is None:
+            raise ValueError("not a host name")
+        with self._lock:
+            self._trusted.add(name)
+
+    @property
+    def trusted_domains(self) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._trusted)
+
+    def inject_fault(self, ret_code: int, last_error: int = 0, *, count: int = 1) -> None:
+        """Answer the next ``count`` sign requests with this failure (e.g. 0x76000999,
+        the user cancelled), before any PIN check, so the PIN counter is untouched."""
+        with self._lock:
+            self._fault = _Fault(ret_code, last_error, count)
+
+    def pin_tries_left(self, card_id: str) -> int:
+        with self._lock:
+            return max(0, MAX_PIN_TRIES - self._state[card_id].pin_failures)
+
+    def is_locked(self, card_id: str) -> bool:
+        with self._lock:
+            return self._state[card_id].locked
+
+    # ------------------------------------------------------------------ operations
+    def unlock(self, card_id: str, user_code: str, new_pin: str) -> dict[str, Any]:
+        """Unlock a card with its 用戶代碼 and set ``new_pin``; the JSON of ``/unlock``.
+
+        ``ret_code`` 0 on success. A wrong user code answers 0x76100006 with
+        ``last_error`` 0xA0 and ``tries_left``; the fourth wrong one (and every later
+        attempt) answers 0xA4: the user code is locked. A new PIN that is not 6–8 digits
+        answers 0xA2 and changes nothing.
+        """
+        func = "unlock"
+        if card_id not in self.cards:
+            return _answer(func, RET_NO_CARD, 0, "no such card")
+        if not isinstance(new_pin, str) or not _PIN_RE.fullmatch(new_pin):
+            return _answer(func, RET_CARD_LOGIN_FAILED, LAST_PIN_LENGTH, "PIN must be 6-8 digits")
+        with self._lock:
+            state = self._state[card_id]
+            if state.user_code_locked:
+                return _answer(func, RET_CARD_LOGIN_FAILED, LAST_CARD_LOCKED, "user code locked")
+            if not isinstance(user_code, str) or user_code != state.user_code:
+                state.user_code_failures += 1
+                left = MAX_USER_CODE_TRIES - state.user_code_failures
+                if left <= 0:
+                    return _answer(
+                        func, RET_CARD_LOGIN_FAILED, LAST_CARD_LOCKED, "user code locked"
+                    )
+                out = _answer(func, RET_CARD_LOGIN_FAILED, LAST_WRONG_PIN, "wrong user code")
+                out["tries_left"] = left
+                return out
+            state.user_code_failures = 0
+            state.pin_failures = 0
+            state.pin = new_pin
+        logger.info("virtual card %s unlocked", card_id)
+        return _answer(func, RET_OK)
+
+    def pkcs11info(self, *, with_cert: bool, domain: str | None = None) -> dict[str, Any]:
+        """The ``pkcs11info`` answer: one slot, its token (card) and, with ``with_cert``,
+        the signing (usage ``digitalSignature``) and encryption (``keyEncipherment``)
+        certificates."""
+        if not self._domain_allowed(domain):
+            return _answer("pkcs11info", RET_SITE_NOT_TRUSTED_INFO, 0, "site not trusted")
+        with self._lock:
+            connected, card_id = self._reader_connected, self._inserted
+        out: dict[str, Any] = {
+            "func": "pkcs11info",
+            "ret_code": RET_OK,
+            "last_error": 0,
+            "serverVersion": HIPKI_VERSION,
+            "slots": [],
+        }
+        if not connected:
+            return out
+        token: dict[str, Any] | None = None
+        if card_id is not None:
+            card = self.cards[card_id]
+            token = {"serialNumber": card.card_number}
+            if with_cert:
+                token["certs"] = [
+                    _cert_info(card.signing.certificate, "digitalSignature", "signing"),
+                    _cert_info(card.encryption_certificate, "keyEncipherment", "encryption"),
+                ]
+        out["slots"].append({"slotDescription": SLOT_DESCRIPTION, "token": token})
+        return out
+
+    def sign(self, request: dict[str, Any], *, domain: str | None = None) -> dict[str, Any]:
+        """Answer a ``MakeSignature`` request as the component does (``func: "sign"``).
+
+        Order of checks: trusted site, reader, card, injected fault, request shape, PIN
+        presence and length, card lock, PIN, certificate validity; then the signature.
+        """
+        func = "sign"
+        if not self._domain_allowed(domain):
+            return _answer(func, RET_SITE_NOT_TRUSTED, 0, "site not trusted")
+        with self._lock:
+            connected, card_id = self._reader_connected, self._inserted
+            fault = self._fault
+            if fault is not None and card_id is not None and connected:
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    self._fault = None
+        if not connected:
+            return _answer(func, RET_NO_READER, 0, "no card reader")
+        if card_id is None:
+            return _answer(func, RET_NO_CARD, 0, "no card")
+        if fault is not None:
+            return _answer(func, fault.ret_code, fault.last_error, "injected fault")
+        card = self.cards[card_id]
+
+        try:
+            parsed = _parse_sign_request(request)
+        except ValueError as exc:
+            return _answer(func, RET_BAD_REQUEST, 0, str(exc))
+        if parsed.slot is not None and parsed.slot != SLOT_DESCRIPTION:
+            return _answer(func, RET_NO_CARD, 0, "no card in that slot")
+
+        pin = request.get("pin")
+        if pin is None or pin == "":
+            return _answer(func, RET_NO_PIN, 0, "no PIN")
+        if not isinstance(pin, str) or not _PIN_RE.fullmatch(pin):
+            # The component checks the length before it talks to the card, so this
+            # does not count as a wrong PIN.
+            return _answer(func, RET_CARD_LOGIN_FAILED, LAST_PIN_LENGTH, "PIN length")
+        with self._lock:
+            state = self._state[card_id]
+            if state.locked:
+                return _answer(func, RET_CARD_LOGIN_FAILED, LAST_CARD_LOCKED, "card locked")
+            if pin != state.pin:
+                state.pin_failures += 1
+                left = MAX_PIN_TRIES - state.pin_failures
+                last = {2: LAST_TRIES_LEFT_2, 1: LAST_TRIES_LEFT_1}.get(left, LAST_CARD_LOCKED)
+                return _answer(func, RET_CARD_LOGIN_FAILED, last, "wrong PIN")
+            state.pin_failures = 0
+
+        now = self.clock()
+        cert = card.signing.certificate
+        if now < cert.not_valid_before_utc:
+            return _answer(func, RET_CERT_NOT_YET_VALID, 0, "certificate not yet valid")
+        if now > cert.not_valid_after_utc:
+            return _answer(func, RET_CERT_EXPIRED, 0, "certificate expired")
+        response = sign_response(
+            parsed.tbs,
+            private_key=card.signing.private_key,
+            certificate=cert,
+            card_number=card.card_number if parsed.with_card_sn else None,
+            signing_time=now,
+            signature_type=parsed.signature_type,
+            hash_algorithm=parsed.hash_algorithm,
+            nonce=parsed.nonce,
+        )
+        logger.info("virtual card %s signed (%s)", card_id, parsed.signature_type)
+        return response
+
+    def _domain_allowed(self, domain: str | None) -> bool:
+        if not self.require_trusted_domains:
+            return True
+        if domain is None:
+            return False
+        with self._lock:
+            return domain in self._trusted
+
+
+@dataclass(frozen=True)
+class _SignRequest:
+    tbs: bytes
+    signature_type: str
+    hash_algorithm: str
+    nonce: bytes | None
+    with_card_sn: bool
+    slot: str | None = field(default=None)
+
+
+def _parse_sign_request(request: dict[str, Any]) -> _SignRequest:
+    if request.get("func") != "MakeSignature":
+        raise ValueError("func must be MakeSignature")
+    tbs = request.get("tbs")
+    if not isinstance(tbs, str) or tbs == "":
+        raise ValueError("tbs is required")
+    encoding = str(request.get("tbsEncoding") or "NONE").upper()
+    if encoding == "NONE":
+        tbs_bytes = tbs.encode("utf-8")
+    elif encoding == "BASE64":
+        try:
+            tbs_bytes = base64.b64decode(tbs, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise ValueError("tbs is not base64") from exc
+    else:
+        raise ValueError("tbsEncoding must be NONE or base64")
+    signature_type = str(request.get("signatureType") or "PKCS7").upper()
+    if signature_type not in ("PKCS7", "PKCS1"):
+        raise ValueError("signatureType must be PKCS7 or PKCS1")
+    hash_algorithm = str(request.get("hashAlgorithm") or "SHA256")
+    hash_for(hash_algorithm)  # raises ValueError for an unknown name
+    nonce_value = request.get("nonce")
+    if nonce_value is not None and not isinstance(nonce_value, str):
+        raise ValueError("nonce must be a string")
+    slot = request.get("slotDescription")
+    return _SignRequest(
+        tbs=tbs_bytes,
+        signature_type=signature_type,
+        hash_algorithm=hash_algorithm,
+        nonce=_decode_nonce(nonce_value) if nonce_value else None,
+        with_card_sn=_is_true(request.get("withCardSN")),
+        slot=slot if isinstance(slot, str) and slot else None,
+    )
+
+
+def _cert_info(cert: x509.Certificate, usage: str, label: str) -> dict[str, str]:
+    # subjectID: the ID number's last four (SubjectDirectoryAttributes 2.16.886.1.100.2.51),
+    # the only part of the ID number a citizen certificate carries.
+    try:
+        subject_id = CitizenCertificate.from_certificate(cert).id_last4 or ""
+    except Exception:  # a broken test certificate still lists
+        subject_id = ""
+    return {
+        "label": label,
+        "usage": usage,
+        "certb64": base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode(),
+        "sn": f"{cert.serial_number:X}",
+        "subjectDN": cert.subject.rfc4514_string(),
+        "issuerDN": cert.issuer.rfc4514_string(),
+        "subjectID": subject_id,
+    }
+
+
+# --------------------------------------------------------------------------- HTTP
+
+_POPUP_HTML = """<!DOCTYPE html>
+<html lang="zh-Hant"><head><meta charset="utf-8">
+<title>HiPKI (virtual card)</title></head>
+<body>
+<p id="status">虛擬讀卡機處理中… / Virtual card reader working…</p>
+<script>
+(function () {
+  "use strict";
+  var status = document.getElementById("status");
+  var opener = window.opener;
+  var answered = false;
+  if (!opener) {
+    status.textContent = "No opener window: open this page from a site.";
+    return;
+  }
+  function reply(origin, result) {
+    // Only to the origin that sent the request: the answer is meant for that page.
+    opener.postMessage(JSON.stringify(result), origin);
+    window.close();
+  }
+  window.addEventListener("message", function (event) {
+    if (event.source !== opener || answered) { return; }
+    answered = true;
+    var request;
+    try {
+      request = typeof event.data === "string" ? JSON.parse(event.data) : event.data;
+    } catch (e) {
+      request = null;
+    }
+    var func = request && request.func === "pkcs11info" ? "pkcs11info" : "sign";
+    if (!request || typeof request !== "object") {
+      reply(event.origin, {func: func, ret_code: 0x76000001, last_error: 0,
+                           message: "unreadable request"});
+      return;
+    }
+    try {
+      request.domain = new URL(event.origin).hostname;
+    } catch (e) {
+      request.domain = "";
+    }
+    var path = func === "pkcs11info" ? "/pkcs11info" : "/sign";
+    fetch(path, {method: "POST", headers: {"Content-Type": "application/json"},
+                 body: JSON.stringify(request), cache: "no-store"})
+      .then(function (r) { return r.json(); })
+      .then(function (result) { reply(event.origin, result); },
+            function () { reply(event.origin, {func: func, ret_code: 0x76000001,
+                                               last_error: 0, message: "component error"}); });
+  });
+  opener.postMessage(JSON.stringify({func: "getTbs"}), "*");
+})();
+</script>
+</body></html>
+"""
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A browser that closes the popup mid-request is normal, not worth a traceback;
+        # anything else is a bug and is logged with its traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            logger.debug("virtual card: connection from %s ended early", client_address[0])
+        else:
+            logger.exception("virtual card: error while answering %s", client_address[0])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    # HTTP/1.0 (the base class default): one request per connection, so a stopped
+    # server really is gone; no kept-alive connection keeps answering for it.
+    server_version = "moica-auth-virtual-hipki/" + HIPKI_VERSION
+
+    @property
+    def card_server(self) -> VirtualCardServer:
+        return self.server.virtual_card  # type: ignore[attr-defined, no-any-return]
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Paths only (the PIN travels in POST bodies, which are never logged).
+        logger.debug("virtual card: " + format, *args)
+
+    # ---------------------------------------------------------------- plumbing
+    def _send(self, status: int, body: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def _json(self, data: dict[str, Any], status: int = 200) -> None:
+        self._send(status, json.dumps(data).encode(), "application/json; charset=utf-8")
+
+    def _html(self, text: str, status: int = 200) -> None:
+        self._send(status, text.encode(), "text/html; charset=utf-8")
+
+    def _self_origins(self) -> set[str]:
+        port = self.card_server.port
+        return {f"http://{h}:{port}" for h in ("127.0.0.1", "localhost", self.card_server.host)}
+
+    def _read_json(self) -> dict[str, Any] | None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            return None
+        if length <= 0 or length > _MAX_BODY:
+            return None
+        raw = self.rfile.read(length)
+        try:
+            data = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _json_body_or_refuse(self, func: str) -> dict[str, Any] | None:
+        # application/json is not a CORS "simple" type, so another site's page cannot
+        # make a browser send these requests without a preflight this server never
+        # grants: no drive-by PIN guessing that would lock the card.
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if ctype != "application/json":
+            self._json(_answer(func, RET_BAD_REQUEST, 0, "JSON body required"), 415)
+            return None
+        data = self._read_json()
+        if data is None:
+            self._json(_answer(func, RET_BAD_REQUEST, 0, "unreadable request"), 400)
+            return None
+        return data
+
+    def _requesting_domain(self, body: dict[str, Any] | None) -> str | None:
+        """The site a request is made for.
+
+        A browser-set ``Origin`` of another site wins. A request from this server's own
+        origin comes from the popup, which names the opener's host in ``domain`` (it took
+        it from the ``MessageEvent.origin`` of the request, which the page cannot forge);
+        otherwise the ``Referer`` host.
+        """
+        origin = self.headers.get("Origin")
+        if origin and origin.rstrip("/") not in self._self_origins():
+            return _hostname(origin)
+        if body is not None and isinstance(body.get("domain"), str):
+            return _normalise_domain(body["domain"])
+        referer = self.headers.get("Referer")
+        if referer and not any(referer.startswith(o + "/") for o in self._self_origins()):
+            return _hostname(referer)
+        return None
+
+    # ---------------------------------------------------------------- verbs
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        query = parse_qs(parts.query)
+        path = parts.path
+        if path == "/popupForm":
+            self._html(_POPUP_HTML)
+        elif path == "/pkcs11info":
+            with_cert = _is_true(query.get("withcert", [""])[0])
+            self._json(
+                self.card_server.pkcs11info(
+                    with_cert=with_cert, domain=self._requesting_domain(None)
+                )
+            )
+        elif path == "/selfTest.htm":
+            self._html(self._self_test())
+        elif path == "/addDomain":
+            self._add_domain(query.get("domain", [""])[0], confirmed=False)
+        else:
+            self._json(_answer("", RET_BAD_REQUEST, 0, "not found"), 404)
+
+    def do_POST(self) -> None:
+        parts = urlsplit(self.path)
+        path = parts.path
+        if path == "/sign":
+            body = self._json_body_or_refuse("sign")
+            if body is not None:
+                self._json(self.card_server.sign(body, domain=self._requesting_domain(body)))
+        elif path == "/pkcs11info":
+            body = self._json_body_or_refuse("pkcs11info")
+            if body is not None:
+                with_cert = _is_true(
+                    body.get("withcert", parse_qs(parts.query).get("withcert", [""])[0])
+                )
+                domain = self._requesting_domain(body)
+                self._json(self.card_server.pkcs11info(with_cert=with_cert, domain=domain))
+        elif path == "/addDomain":
+            length = int(self.headers.get("Content-Length") or 0)
+            form = parse_qs(self.rfile.read(min(length, 4096)).decode("utf-8", "replace"))
+            self._add_domain(form.get("domain", [""])[0], confirmed=True)
+        elif path == "/unlock":
+            body = self._json_body_or_refuse("unlock")
+            if body is not None:
+                self._json(
+                    self.card_server.unlock(
+                        str(body.get("card") or self.card_server.inserted or ""),
+                        body.get("user_code"),  # type: ignore[arg-type]
+                        body.get("new_pin"),  # type: ignore[arg-type]
+                    )
+                )
+        elif path in ("/_virtual/insert", "/_virtual/remove"):
+            body = self._json_body_or_refuse("control")
+            if body is None:
+                return
+            try:
+                if path.endswith("insert"):
+                    self.card_server.insert(str(body.get("card")))
+                else:
+                    self.card_server.remove()
+            except KeyError:
+                self._json(_answer("control", RET_NO_CARD, 0, "no such card"), 404)
+                return
+            self._json({**_answer("control", RET_OK), "inserted": self.card_server.inserted})
+        else:
+            self._json(_answer("", RET_BAD_REQUEST, 0, "not found"), 404)
+
+    def do_OPTIONS(self) -> None:
+        # No CORS, like the real component: preflights are refused.
+        self._send(HTTPStatus.METHOD_NOT_ALLOWED, b"", "text/plain")
+
+    # ---------------------------------------------------------------- pages
+    def _add_domain(self, value: str, *, confirmed: bool) -> None:
+        domain = _normalise_domain(value)
+        if domain is None:
+            self._html("<!DOCTYPE html><p>Invalid domain.</p>", 400)
+            return
+        safe = html.escape(domain)
+        if confirmed or not self.card_server.confirm_add_domain:
+            self.card_server.trust_domain(domain)
+            result = json.dumps({"func": "addDomain", "ret_code": 0, "domain": domain})
+            # Tell the opener (if any) so it can retry, as the real component's page does.
+            self._html(
+                '<!DOCTYPE html><html lang="zh-Hant"><meta charset="utf-8">'
+                f'<p id="result">已加入信任網站 / Trusted: {safe}</p>'
+                "<script>if (window.opener) { window.opener.postMessage("
+                f"{json.dumps(result)}, '*'); }}</script>"
+            )
+            return
+        self._html(
+            '<!DOCTYPE html><html lang="zh-Hant"><meta charset="utf-8">'
+            f"<p>是否信任網站 / Trust this site: <strong>{safe}</strong>?</p>"
+            '<form method="post" action="/addDomain">'
+            f'<input type="hidden" name="domain" value="{safe}">'
+            '<button id="confirm" type="submit">加入信任網站 / Trust</button></form>'
+        )
+
+    def _self_test(self) -> str:
+        card = self.card_server.inserted
+        return (
+            '<!DOCTYPE html><html lang="zh-Hant"><meta charset="utf-8">'
+            "<title>selfTest</title>"
+            f"<p>HiPKI virtual component {html.escape(HIPKI_VERSION)} (TEST KEYS ONLY)</p>"
+            f'<p id="card">{html.escape(card or "no card")}</p>'
+        )
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def load_cards(folder: Path) -> list[VirtualCard]:
+    """The cards of a test PKI written by ``python -m moica_auth.testing pki --out DIR``:
+    each ``manifest.json`` entry's PKCS#12, PIN and user code; the card id is the file
+    stem (``g3-card``, ``g3-mobile``, ``g2-card``)."""
+    manifest = json.loads((folder / "manifest.json").read_text("utf-8"))
+    cards: list[VirtualCard] = []
+    for entry in manifest["cards"]:
+        path = folder / entry["file"]
+        cards.append(
+            VirtualCard.from_pkcs12(
+                path.read_bytes(),
+                str(entry.get("p12_password") or "").encode() or None,
+                card_id=Path(entry["file"]).stem,
+                pin=str(entry["pin"]),
+                user_code=str(entry["user_code"]),
+                card_number=entry.get("card_number"),
+            )
+        )
+    return cards
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m moica_auth.testing.virtual_card --cards DIR [--port 61161] [--insert ID]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m moica_auth.testing.virtual_card",
+        description="A virtual HiPKI local component with test cards (PUBLIC TEST KEYS).",
+    )
+    parser.add_argument("--cards", required=True, type=Path, help="folder written by `pki --out`")
+    parser.add_argument("--host", default="127.0.0.1", help="listen address (loopback)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT)
+    parser.add_argument("--insert", default=None, help="card id to insert at start")
+    parser.add_argument("--require-trusted-domains", action="store_true")
+    parser.add_argument("--trust", action="append", default=[], help="a trusted host name")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    cards = load_cards(args.cards)
+    server = VirtualCardServer(
+        cards,
+        host=args.host,
+        port=args.port,
+        require_trusted_domains=args.require_trusted_domains,
+        trusted_domains=args.trust,
+    )
+    if args.insert:
+        server.insert(args.insert)
+    server.start()
+    print(f"virtual HiPKI component on {server.url} (TEST KEYS ONLY)")
+    for card in cards:
+        marker = "*" if card.card_id == server.inserted else " "
+        print(f" {marker} {card.card_id}  card number {card.card_number}")
+    print("Ctrl-C to stop.")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

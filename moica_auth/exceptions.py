@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from django.utils.translation import override
 
 __all__ = [
+    "AccountUnavailable",
     "BirthDateInvalid",
     "BirthDateMismatch",
     "CardNumberMismatch",
@@ -53,6 +54,7 @@ __all__ = [
     "OriginMismatch",
     "PersonalDataUnverified",
     "PolicyNotAllowed",
+    "RequestTooLarge",
     "RevocationError",
     "RevocationStale",
     "RevocationUnavailable",
@@ -105,6 +107,12 @@ class MoicaAuthError(Exception):
 class MalformedRequest(MoicaAuthError):
     code = "malformed_request"
     default_message = _("The request is malformed.")
+
+
+class RequestTooLarge(MoicaAuthError):
+    code = "request_too_large"
+    default_message = _("The request is too large.")
+    http_status = 413
 
 
 class FieldRequired(MoicaAuthError):
@@ -322,6 +330,14 @@ class PersonalDataUnverified(MoicaAuthError):
     code = "personal_data_unverified"
     default_message = _("The personal data could not be confirmed right now.")
     http_status = 503
+
+
+class AccountUnavailable(MoicaAuthError):
+    """No active user may log in with this citizen (disabled, or creation turned off)."""
+
+    code = "account_unavailable"
+    default_message = _("No account can be used with this certificate.")
+    http_status = 403
 
 
 class StoreUnavailable(MoicaAuthError):

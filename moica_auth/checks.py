@@ -1,0 +1,223 @@
+"""Django system checks: misconfiguration fails at start-up, each message says the fix.
+
+IDs (``moica_auth.E00x`` errors, ``moica_auth.W00x`` warnings):
+
+* E001 ``MOICA_AUTH_ORIGIN`` missing or not ``scheme://host[:port]``; E002 plain ``http``
+  for a host other than localhost/127.0.0.1 (RFC 6454 origins; the challenge binds it);
+* E003 no trust anchor in settings nor in the database; E004 an anchor cannot be read;
+  W004 no anchor in settings and the database is not migrated yet (``migrate`` must run);
+* W001 revocation checking off; W002 revocation ``soft_fail``;
+* E005 ``MOICA_AUTH_REDIS_URL`` set but Redis unreachable;
+* E006 ``MoicaMiddleware`` before ``SessionMiddleware``/``AuthenticationMiddleware``
+  or without them;
+* E007 ``moica_auth.backends.MoicaBackend`` missing from ``AUTHENTICATION_BACKENDS``;
+* W003 ``MOICA_AUTH_HASH_KEY`` derived from ``SECRET_KEY``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.conf import settings
+from django.core.checks import CheckMessage, Error, Tags, Warning, register
+
+from moica_auth.conf import app_settings
+from moica_auth.exceptions import MoicaAuthError
+
+__all__ = ["check_settings"]
+
+MIDDLEWARE_PATH = "moica_auth.middleware.MoicaMiddleware"
+BACKEND_PATH = "moica_auth.backends.MoicaBackend"
+SESSION_MW = "django.contrib.sessions.middleware.SessionMiddleware"
+AUTH_MW = "django.contrib.auth.middleware.AuthenticationMiddleware"
+_LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+
+
+def _check_origin() -> list[CheckMessage]:
+    from moica_auth.challenge import normalise_origin
+
+    origin = app_settings.ORIGIN
+    if not origin:
+        return [
+            Error(
+                "MOICA_AUTH_ORIGIN is not set.",
+                hint='Set MOICA_AUTH_ORIGIN to the site origin, e.g. "https://portal.example.gov.tw".',
+                id="moica_auth.E001",
+            )
+        ]
+    try:
+        normal = normalise_origin(origin)
+    except MoicaAuthError:
+        return [
+            Error(
+                f"MOICA_AUTH_ORIGIN {origin!r} is not an origin.",
+                hint="Use scheme://host[:port] with no path, e.g. https://portal.example.gov.tw.",
+                id="moica_auth.E001",
+            )
+        ]
+    scheme, _, rest = normal.partition("://")
+    host = rest.rsplit(":", 1)[0] if not rest.startswith("[") else rest.split("]")[0] + "]"
+    if scheme != "https" and host not in _LOCAL_HOSTS:
+        return [
+            Error(
+                f"MOICA_AUTH_ORIGIN {origin!r} is not https.",
+                hint="Serve the portal over https; plain http is only accepted for localhost.",
+                id="moica_auth.E002",
+            )
+        ]
+    return []
+
+
+def _check_anchors() -> list[CheckMessage]:
+    from moica_auth.services import database_anchors, load_certificate_setting
+
+    try:
+        anchors = load_certificate_setting(app_settings.TRUST_ANCHORS)
+        load_certificate_setting(app_settings.INTERMEDIATES)
+    except MoicaAuthError as exc:
+        return [
+            Error(
+                f"A MOICA_AUTH_TRUST_ANCHORS/INTERMEDIATES entry cannot be read ({exc.detail}).",
+                hint="Give PEM or DER file paths, PEM text or certificate objects.",
+                id="moica_auth.E004",
+            )
+        ]
+    if anchors:
+        return []
+    if not _anchor_table_exists():
+        # Not migrated yet: an error here would block the very `migrate` that creates
+        # the table `moica_trust` needs.
+        return [
+            Warning(
+                "No trust anchor in settings, and the TrustAnchor table does not exist yet.",
+                hint="Run `manage.py migrate`, then `manage.py moica_trust add-official`.",
+                id="moica_auth.W004",
+            )
+        ]
+    if database_anchors()[0]:
+        return []
+    return [
+        Error(
+            "No trust anchor is configured: every card login would be refused.",
+            hint="Run `manage.py moica_trust add-official` (GRCA G2/G3 roots, fingerprints "
+            "pinned) or set MOICA_AUTH_TRUST_ANCHORS to PEM files.",
+            id="moica_auth.E003",
+        )
+    ]
+
+
+def _anchor_table_exists() -> bool:
+    from django.db import DatabaseError, connections, router
+
+    from moica_auth.models import TrustAnchor
+
+    alias = router.db_for_read(TrustAnchor)
+    try:
+        with connections[alias].cursor() as cursor:
+            tables = connections[alias].introspection.table_names(cursor)
+    except DatabaseError:
+        return False
+    return TrustAnchor._meta.db_table in tables
+
+
+def _check_revocation() -> list[CheckMessage]:
+    options = app_settings.REVOCATION
+    if options is None:
+        return [
+            Warning(
+                "Revocation checking is turned off: revoked or suspended cards can log in.",
+                hint='Remove MOICA_AUTH_REVOCATION = None/"off" (the default: OCSP, then CRLs).',
+                id="moica_auth.W001",
+            )
+        ]
+    if options.get("soft_fail"):
+        return [
+            Warning(
+                "Revocation soft_fail is on: a login is accepted when no status can be obtained.",
+                hint='Set MOICA_AUTH_REVOCATION["soft_fail"] = False to fail closed.',
+                id="moica_auth.W002",
+            )
+        ]
+    return []
+
+
+def _check_redis() -> list[CheckMessage]:
+    from moica_auth.stores import store_from_url
+
+    url = app_settings.REDIS_URL
+    if not url:
+        return []
+    try:
+        store_from_url(url, prefix=app_settings.STORE_PREFIX).ping()
+    except MoicaAuthError as exc:
+        return [
+            Error(
+                f"Redis at MOICA_AUTH_REDIS_URL is unreachable ({exc.code}).",
+                hint="Start Redis or fix MOICA_AUTH_REDIS_URL; logins fail closed without it.",
+                id="moica_auth.E005",
+            )
+        ]
+    return []
+
+
+def _index(items: Sequence[str], name: str) -> int | None:
+    return items.index(name) if name in items else None
+
+
+def _check_middleware() -> list[CheckMessage]:
+    middleware = list(getattr(settings, "MIDDLEWARE", None) or [])
+    ours = _index(middleware, MIDDLEWARE_PATH)
+    if ours is None:
+        return []
+    problems: list[CheckMessage] = []
+    for needed in (SESSION_MW, AUTH_MW):
+        position = _index(middleware, needed)
+        if position is None or position > ours:
+            problems.append(
+                Error(
+                    f"{MIDDLEWARE_PATH} must come after {needed}.",
+                    hint=f"Put {needed} in MIDDLEWARE before {MIDDLEWARE_PATH}.",
+                    id="moica_auth.E006",
+                )
+            )
+    return problems
+
+
+def _check_backend() -> list[CheckMessage]:
+    if BACKEND_PATH in list(getattr(settings, "AUTHENTICATION_BACKENDS", [])):
+        return []
+    return [
+        Error(
+            f"{BACKEND_PATH} is not in AUTHENTICATION_BACKENDS.",
+            hint=f'Add "{BACKEND_PATH}" to AUTHENTICATION_BACKENDS.',
+            id="moica_auth.E007",
+        )
+    ]
+
+
+def _check_hash_key() -> list[CheckMessage]:
+    if not app_settings.HASH_KEY_IS_DERIVED:
+        return []
+    return [
+        Warning(
+            "MOICA_AUTH_HASH_KEY is derived from SECRET_KEY.",
+            hint="Set MOICA_AUTH_HASH_KEY to its own secret (>= 32 random bytes): rotating "
+            "SECRET_KEY would otherwise orphan every ID-number binding.",
+            id="moica_auth.W003",
+        )
+    ]
+
+
+@register(Tags.security, deploy=False)
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """All ``moica_auth`` configuration checks."""
+    messages: list[CheckMessage] = []
+    messages += _check_origin()
+    messages += _check_anchors()
+    messages += _check_revocation()
+    messages += _check_redis()
+    messages += _check_middleware()
+    messages += _check_backend()
+    messages += _check_hash_key()
+    return messages

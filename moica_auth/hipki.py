@@ -35,6 +35,11 @@ class HipkiError:
     tries_left: int | None = None
 
 
+_SITE_NOT_TRUSTED = HipkiError(
+    "site_not_trusted",
+    _("The card reader component does not yet trust this site. Allow this site, then try again."),
+)
+
 # ret_code values (unsigned 32-bit, as the component sends them).
 RET_CODES: dict[int, HipkiError] = {
     0x76000006: HipkiError(
@@ -42,18 +47,9 @@ RET_CODES: dict[int, HipkiError] = {
     ),
     0x76000998: HipkiError("no_pin", _("Enter the card's PIN.")),
     0x76000999: HipkiError("cancelled", _("You cancelled the operation.")),
-    0x7600000F: HipkiError(
-        "site_not_trusted",
-        _(
-            "The card reader component does not yet trust this site. Allow this site, then try again."
-        ),
-    ),
-    0x76000031: HipkiError(
-        "site_not_trusted",
-        _(
-            "The card reader component does not yet trust this site. Allow this site, then try again."
-        ),
-    ),
+    # Both codes mean the user has not yet allowed this site (addDomain).
+    0x7600000F: _SITE_NOT_TRUSTED,
+    0x76000031: _SITE_NOT_TRUSTED,
     0x76100003: HipkiError(
         "no_reader", _("No card reader was found. Connect the reader and try again.")
     ),

@@ -1,6 +1,6 @@
 """Django settings for the test suite (SQLite in memory, in-process stores by default)."""
 
-SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 USE_TZ = True
 TIME_ZONE = "Asia/Taipei"

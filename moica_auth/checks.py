@@ -11,7 +11,9 @@ IDs (``moica_auth.E00x`` errors, ``moica_auth.W00x`` warnings):
 * E006 ``MoicaMiddleware`` before ``SessionMiddleware``/``AuthenticationMiddleware``
   or without them;
 * E007 ``moica_auth.backends.MoicaBackend`` missing from ``AUTHENTICATION_BACKENDS``;
-* W003 ``MOICA_AUTH_HASH_KEY`` derived from ``SECRET_KEY``.
+* W003 ``MOICA_AUTH_HASH_KEY`` derived from ``SECRET_KEY``;
+* W005 ``SecurityMiddleware`` sends ``Cross-Origin-Opener-Policy: same-origin``, which cuts
+  the HiPKI popup off from pages that render the login box.
 """
 
 from __future__ import annotations
@@ -209,6 +211,23 @@ def _check_hash_key() -> list[CheckMessage]:
     ]
 
 
+def _check_opener_policy() -> list[CheckMessage]:
+    if "django.middleware.security.SecurityMiddleware" not in settings.MIDDLEWARE:
+        return []
+    if getattr(settings, "SECURE_CROSS_ORIGIN_OPENER_POLICY", "same-origin") != "same-origin":
+        return []
+    return [
+        Warning(
+            "Cross-Origin-Opener-Policy is 'same-origin': the HiPKI popup cannot answer the "
+            "pages that render {% moica_login_box %}.",
+            hint='Set SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin-allow-popups", or set '
+            "that header on the responses that carry the login box. moica_auth's own login "
+            "page sets it itself; silence this warning if that is the only page you use.",
+            id="moica_auth.W005",
+        )
+    ]
+
+
 @register(Tags.security, deploy=False)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """All ``moica_auth`` configuration checks."""
@@ -220,4 +239,5 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages += _check_middleware()
     messages += _check_backend()
     messages += _check_hash_key()
+    messages += _check_opener_policy()
     return messages

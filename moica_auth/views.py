@@ -562,4 +562,9 @@ def login_page_view(request: HttpRequest) -> HttpResponse:
         "step_up": moica.is_authenticated,
         "moica": moica,
     }
-    return render(request, "moica_auth/login.html", context)
+    response = render(request, "moica_auth/login.html", context)
+    # The HiPKI bridge is a cross-origin popup that must keep ``window.opener``; Django's
+    # default ``same-origin`` opener policy would sever it (SecurityMiddleware only adds
+    # its default when the header is absent).
+    response["Cross-Origin-Opener-Policy"] = "same-origin-allow-popups"
+    return response

@@ -244,6 +244,17 @@ def test_check_derived_hash_key(moica_settings):
     assert "moica_auth.W003" in ids()
 
 
+def test_check_opener_policy_that_severs_the_hipki_popup(moica_settings):
+    moica_settings.MIDDLEWARE = [
+        "django.middleware.security.SecurityMiddleware",
+        *moica_settings.MIDDLEWARE,
+    ]
+    moica_settings.SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+    assert "moica_auth.W005" in ids()
+    moica_settings.SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin-allow-popups"
+    assert "moica_auth.W005" not in ids()
+
+
 @pytest.fixture
 def file_server(tmp_path) -> Iterator[tuple[str, Path]]:
     """A real HTTP server on 127.0.0.1 serving ``tmp_path``."""

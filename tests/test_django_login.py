@@ -206,3 +206,5 @@ def test_login_page_lists_requested_fields(moica_settings):
     assert b'data-moica-field="birth_date"' in page.content
     assert b"evil.example" not in page.content
     assert "csrftoken" in page.cookies
+    # The HiPKI popup must keep window.opener, whatever SecurityMiddleware's default.
+    assert page["Cross-Origin-Opener-Policy"] == "same-origin-allow-popups"

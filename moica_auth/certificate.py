@@ -19,6 +19,7 @@ from typing import Any, Final
 
 from asn1crypto import core as asn1
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
@@ -26,6 +27,7 @@ from cryptography.x509.oid import ExtensionOID, NameOID
 from moica_auth.exceptions import MalformedCertificate
 
 __all__ = [
+    "EXTENSION_ERRORS",
     "MAX_CERTIFICATE_BYTES",
     "MOICA_G2_SKI",
     "MOICA_G3_SKI",
@@ -36,6 +38,7 @@ __all__ = [
     "CitizenCertificate",
     "load_certificate",
     "load_certificates",
+    "require_parsable",
 ]
 
 # A real MOICA leaf is ~1.5 kB; 64 kB leaves room for odd CAs while refusing to
@@ -79,10 +82,26 @@ def _as_bytes(data: bytes | str, limit: int) -> bytes:
     return raw
 
 
+#: What cryptography raises when it first reads a loaded certificate's extensions (it
+#: parses them lazily): ValueError for bad DER, and two classes that are *not*
+#: ValueErrors, DuplicateExtension (RFC 5280 §4.2: one instance per extension) and
+#: UnsupportedGeneralNameType.
+EXTENSION_ERRORS: Final = (
+    ValueError,
+    TypeError,
+    x509.DuplicateExtension,
+    x509.UnsupportedGeneralNameType,
+)
+
+# What cryptography raises for a certificate it cannot load: ValueError for bad DER, and
+# x509.InvalidVersion (an Exception, *not* a ValueError) for a version other than v1-v3.
+_LOAD_ERRORS: Final = (ValueError, x509.InvalidVersion)
+
+
 def _parse_der(der: bytes) -> x509.Certificate:
     try:
         return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
+    except _LOAD_ERRORS as exc:
         raise MalformedCertificate("not a DER X.509 certificate") from exc
 
 
@@ -118,11 +137,29 @@ def load_certificate(data: bytes | str | x509.Certificate) -> x509.Certificate:
             raise MalformedCertificate("expected exactly one PEM certificate")
         try:
             return x509.load_pem_x509_certificate(blocks[0])
-        except ValueError as exc:
+        except _LOAD_ERRORS as exc:
             raise MalformedCertificate("PEM certificate is invalid") from exc
     if raw[:1] == b"\x30":
         return _parse_der(raw)
     return _parse_der(_decode_base64(stripped))
+
+
+def require_parsable(cert: x509.Certificate, role: str = "certificate") -> None:
+    """Raise :class:`MalformedCertificate` unless ``cert``'s extensions and public key parse.
+
+    cryptography loads a certificate without reading either and raises later, from
+    whatever first touches ``.extensions`` or ``public_key()``, with classes that are not
+    ValueErrors (:data:`EXTENSION_ERRORS`, ``UnsupportedAlgorithm`` for a key type it does
+    not know). Call this on every attacker-supplied certificate before other code reads it.
+    """
+    try:
+        _ = cert.extensions
+    except EXTENSION_ERRORS as exc:
+        raise MalformedCertificate(f"{role} extensions are invalid") from exc
+    try:
+        cert.public_key()
+    except (ValueError, UnsupportedAlgorithm) as exc:
+        raise MalformedCertificate(f"{role} public key cannot be read") from exc
 
 
 def load_certificates(data: bytes | str) -> list[x509.Certificate]:
@@ -138,7 +175,7 @@ def load_certificates(data: bytes | str) -> list[x509.Certificate]:
             raise MalformedCertificate("no PEM certificate found")
         try:
             return [x509.load_pem_x509_certificate(block) for block in blocks]
-        except ValueError as exc:
+        except _LOAD_ERRORS as exc:
             raise MalformedCertificate("PEM certificate in bundle is invalid") from exc
     if len(raw) > MAX_CERTIFICATE_BYTES:
         raise MalformedCertificate(f"certificate input larger than {MAX_CERTIFICATE_BYTES} bytes")
@@ -323,9 +360,12 @@ class CitizenCertificate:
             return cls._parse(cert)
         except MalformedCertificate:
             raise
-        except (ValueError, TypeError) as exc:
-            # cryptography parses extensions lazily and raises ValueError on bad DER.
+        except EXTENSION_ERRORS as exc:
+            # cryptography parses extensions lazily (see EXTENSION_ERRORS).
             raise MalformedCertificate("certificate extensions are invalid") from exc
+        except UnsupportedAlgorithm as exc:
+            # public_key() of an algorithm cryptography does not know (_key_info).
+            raise MalformedCertificate("certificate public key algorithm is unsupported") from exc
 
     @classmethod
     def _parse(cls, cert: x509.Certificate) -> CitizenCertificate:

@@ -32,7 +32,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from moica_auth.certificate import load_certificate
+from moica_auth.certificate import (
+    EXTENSION_ERRORS,
+    load_certificate,
+    require_parsable,
+)
 from moica_auth.exceptions import (
     CardNumberMismatch,
     CertificateMismatch,
@@ -49,6 +53,7 @@ __all__ = [
     "MAX_SIGNATURE_BYTES",
     "OID_CARD_NUMBER",
     "OID_RANDOM_NONCE",
+    "SUPPORTED_HASHES",
     "VerifiedSignature",
     "decode_signature",
     "normalize_hash_name",
@@ -110,6 +115,8 @@ _HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
 }
 # Never acceptable, whatever ``allowed_hashes`` says (collisions are practical).
 _ALWAYS_REJECTED: Final = frozenset({"md2", "md4", "md5"})
+#: Every name ``allowed_hashes`` may usefully hold (SHA-1 only if explicitly allowed).
+SUPPORTED_HASHES: Final = frozenset(_HASHES)
 
 _BASE64_TEXT_RE: Final = re.compile(rb"[A-Za-z0-9+/=_\-\s]+")
 _STANDARD_B64_RE: Final = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
@@ -453,7 +460,7 @@ def _matches_sid(cert: x509.Certificate, sid: _SignerIdentifier) -> bool:
     if sid.subject_key_identifier is not None:
         try:
             ski = cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        except (x509.ExtensionNotFound, ValueError):
+        except (x509.ExtensionNotFound, *EXTENSION_ERRORS):
             return False
         return hmac.compare_digest(ski.value.digest, sid.subject_key_identifier)
     if cert.serial_number != sid.serial_number or sid.issuer is None:
@@ -481,10 +488,15 @@ def _resolve_certificates(
             carried.append(supplied)
             continue
         try:
-            carried.append(x509.load_der_x509_certificate(der))
+            loaded = x509.load_der_x509_certificate(der)
+            # Extensions are parsed lazily; read them now so that a duplicate or broken
+            # extension is refused here, not raised later by whoever touches it.
+            _ = loaded.extensions
         except Exception as exc:
-            # ValueError, but also x509.InvalidVersion (not a ValueError) and friends.
+            # ValueError, but also x509.InvalidVersion / DuplicateExtension (not
+            # ValueErrors) and friends.
             raise MalformedSignature("a certificate in the SignedData is malformed") from exc
+        carried.append(loaded)
 
     matching = [cert for cert in carried if _matches_sid(cert, parsed.sid)]
     if len(matching) > 1:
@@ -570,7 +582,10 @@ def verify_signature(
       ``certificate``'s key (required); ``hash_algorithm`` is HiPKI's ``hashAlgorithm``
       (default SHA-256). Only PKCS#1 v1.5 is tried unless ``padding="pss"`` (then MGF1
       with the same hash, any salt length, RFC 8017 §8.1). There are no attributes: the
-      nonce is inside the signed challenge text itself.
+      nonce must be inside the signed challenge text itself, so an ``expected_nonce``
+      cannot be checked and raises :class:`NonceMismatch` (fail closed; pass ``None`` and
+      bind the nonce through ``content``). ``expected_card_number`` is not checked for
+      PKCS1: HiPKI's ``cardSN`` is not signed, so it proves nothing either way.
 
     Hashes outside ``allowed_hashes`` (SHA-1 by default), and MD5 always, raise
     :class:`WeakHash`; so does a ``hash_algorithm`` that disagrees with the one in a PKCS7.
@@ -588,11 +603,19 @@ def verify_signature(
     requested_hash = normalize_hash_name(hash_algorithm) if hash_algorithm else None
     if padding not in ("pkcs1v15", "pss"):
         raise MalformedSignature(f"unsupported padding {padding!r}")
+    if isinstance(allowed_hashes, str | bytes):
+        raise WeakHash("allowed_hashes must be a collection of hash names, not one string")
+    # "SHA256" / "SHA-256" in a setting mean "sha256"; compared raw they would match nothing.
+    allowed_hashes = frozenset(
+        normalize_hash_name(name) for name in allowed_hashes if isinstance(name, str)
+    )
     raw = decode_signature(signature)
     supplied = load_certificate(certificate) if certificate is not None else None
+    if supplied is not None:
+        require_parsable(supplied, "certb64")
 
     if kind == "PKCS1":
-        return _verify_pkcs1(
+        verified = _verify_pkcs1(
             content=content,
             signature=raw,
             certificate=supplied,
@@ -600,6 +623,15 @@ def verify_signature(
             allowed_hashes=allowed_hashes,
             padding_name=padding,
         )
+        if expected_nonce is not None:
+            # Fail closed rather than ignore the caller's demand: a bare signature has no
+            # attributes, so nothing signed can carry the nonce. The binding then has to
+            # come from ``content`` itself (the challenge tbs names its nonce).
+            raise NonceMismatch(
+                "a PKCS1 signature carries no signed nonce; bind the nonce through the "
+                "signed content and pass expected_nonce=None"
+            )
+        return verified
     if kind == "PKCS7":
         return _verify_pkcs7(
             content=content,

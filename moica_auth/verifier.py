@@ -8,10 +8,13 @@ of the architecture (signed token → certificate profile → chain → revocati
    the expected nonce and card number;
 2. :func:`moica_auth.validation.chain.validate_chain`: the signer certificate is a MOICA
    signing certificate that chains to a trust anchor at ``at`` (RFC 5280 §6);
-3. the configured revocation checker, if any (RFC 5280 §6.3 CRL / RFC 6960 OCSP).
+3. the configured revocation checker, if any (RFC 5280 §6.3 CRL / RFC 6960 OCSP), on
+   exactly the chain step 2 validated.
 
-Each step raises a specific :class:`~moica_auth.exceptions.MoicaAuthError`; the verifier
-adds no error of its own and never returns a partial result.
+Each step raises a specific :class:`~moica_auth.exceptions.MoicaAuthError`. The verifier
+adds one guard of its own: a revocation result that is not ``"good"`` (or ``"unknown"``
+under the checker's explicit soft-fail) is refused, so a checker that returns instead of
+raising cannot let a login through. It never returns a partial result.
 """
 
 from __future__ import annotations
@@ -24,7 +27,14 @@ from typing import Any, Protocol, runtime_checkable
 from cryptography import x509
 
 from moica_auth.certificate import CitizenCertificate, load_certificate
-from moica_auth.signature import DEFAULT_ALLOWED_HASHES, VerifiedSignature, verify_signature
+from moica_auth.exceptions import CertificateRevoked, CertificateSuspended, RevocationUnavailable
+from moica_auth.signature import (
+    DEFAULT_ALLOWED_HASHES,
+    SUPPORTED_HASHES,
+    VerifiedSignature,
+    normalize_hash_name,
+    verify_signature,
+)
 from moica_auth.validation.chain import ValidatedChain, ValidationPolicy, validate_chain
 from moica_auth.validation.trust import TrustStore
 
@@ -38,7 +48,10 @@ class RevocationChecker(Protocol):
     ``check`` returns a result object (``moica_auth.revocation.policy.RevocationResult``)
     when the status is established as good, and raises a
     :class:`~moica_auth.exceptions.RevocationError` subclass otherwise (revoked,
-    suspended, unavailable, stale). It must never return for an unknown status.
+    suspended, unavailable, stale). It must never return for an unknown status, except
+    when its ``policy.soft_fail`` is ``True``: :class:`LoginVerifier` holds every checker
+    to this (a result whose ``status`` is not ``"good"`` is refused, see
+    :meth:`LoginVerifier._revocation`).
     """
 
     def check(self, chain: ValidatedChain, *, at: datetime) -> Any: ...
@@ -62,7 +75,23 @@ class VerifierConfig:
             raise TypeError("VerifierConfig.trust must be a TrustStore")
         if not isinstance(self.policy, ValidationPolicy):
             raise TypeError("VerifierConfig.policy must be a ValidationPolicy")
-        object.__setattr__(self, "allowed_hashes", frozenset(self.allowed_hashes))
+        if isinstance(self.allowed_hashes, str | bytes):
+            # frozenset("sha256") is a set of letters: every signature would be refused.
+            raise ValueError("VerifierConfig.allowed_hashes must be a collection of names")
+        names = set()
+        for name in self.allowed_hashes:
+            if not isinstance(name, str):
+                raise ValueError(f"VerifierConfig.allowed_hashes holds {name!r}, not a name")
+            # "SHA-256" / "SHA256" (HiPKI's spelling) mean "sha256"; a name the signature
+            # module does not know would never match and silently refuse every login.
+            normalised = normalize_hash_name(name)
+            if normalised not in SUPPORTED_HASHES:
+                raise ValueError(
+                    f"VerifierConfig.allowed_hashes: {name!r} is not one of "
+                    f"{sorted(SUPPORTED_HASHES)}"
+                )
+            names.add(normalised)
+        object.__setattr__(self, "allowed_hashes", frozenset(names))
         if not self.allowed_hashes:
             raise ValueError("VerifierConfig.allowed_hashes must not be empty")
 
@@ -157,6 +186,32 @@ class LoginVerifier:
         return chain, self._revocation(chain, when)
 
     def _revocation(self, chain: ValidatedChain, at: datetime) -> Any | None:
-        if self.config.revocation is None:
+        """Run the checker and hold its result to the protocol (fail closed).
+
+        A checker is trusted to *refuse*, never to *accept* by omission: a result whose
+        ``status`` is ``"good"`` passes; ``"unknown"`` passes only when the checker's own
+        ``policy.soft_fail`` is ``True`` (RFC 5280 §6.3 leaves an unanswered check to the
+        relying party, and this deployment opted in); ``"revoked"`` / ``"hold"`` raise
+        :class:`CertificateRevoked` / :class:`CertificateSuspended`; anything else
+        (``None``, another status, a missing ``status``) raises
+        :class:`RevocationUnavailable`.
+        """
+        checker = self.config.revocation
+        if checker is None:
             return None
-        return self.config.revocation.check(chain, at=at)
+        result = checker.check(chain, at=at)
+        status = getattr(result, "status", None)
+        if status == "good":
+            return result
+        if (
+            status == "unknown"
+            and getattr(getattr(checker, "policy", None), "soft_fail", None) is True
+        ):
+            return result
+        if status == "revoked":
+            raise CertificateRevoked("the revocation checker reported the certificate revoked")
+        if status == "hold":
+            raise CertificateSuspended("the revocation checker reported the certificate on hold")
+        raise RevocationUnavailable(
+            f"the revocation checker returned status {status!r} without soft-fail"
+        )

@@ -24,7 +24,12 @@ from moica_auth.certificate import (
 )
 from moica_auth.exceptions import MalformedCertificate
 from moica_auth.testing.pki import MOICA_POLICY_OID, citizen_subject
-from tests.validation_fixtures import card, pki
+from tests.validation_fixtures import (
+    card,
+    pki,
+    with_duplicate_extension,
+    with_unknown_key_algorithm,
+)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +136,32 @@ class TestLoadCertificate:
         pem = signing.public_bytes(serialization.Encoding.PEM)
         with pytest.raises(MalformedCertificate, match="exactly one"):
             load_certificate(pem + pem)
+
+
+def _with_version(cert: x509.Certificate, version: int) -> bytes:
+    """The DER of ``cert`` with its [0] EXPLICIT version INTEGER replaced (not re-signed)."""
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    at = der.find(bytes([0xA0, 0x03, 0x02, 0x01, 0x02]))  # [0] { INTEGER 2 } (v3)
+    assert at > 0
+    der[at + 4] = version
+    return bytes(der)
+
+
+@pytest.mark.parametrize("form", ["der", "base64", "pem"])
+def test_rejects_certificate_with_invalid_version(signing: x509.Certificate, form: str) -> None:
+    # cryptography raises x509.InvalidVersion, which is not a ValueError: it must still
+    # come out as malformed_certificate (certb64 is attacker-chosen; never a 500).
+    der = _with_version(signing, 7)
+    data: bytes | str = der
+    if form == "base64":
+        data = base64.b64encode(der).decode()
+    elif form == "pem":
+        body = base64.encodebytes(der).decode()
+        data = f"-----BEGIN CERTIFICATE-----\n{body}-----END CERTIFICATE-----\n"
+    for load in (load_certificate, load_certificates, CitizenCertificate.from_certificate):
+        with pytest.raises(MalformedCertificate) as info:
+            load(data)
+        assert info.value.code == "malformed_certificate"
 
 
 class TestLoadCertificates:
@@ -333,6 +364,28 @@ class TestSubjectDirectoryAttributes:
         cert = _leaf("sda-type", [(_sda(("2.16.886.1.100.2.1", asn1.UTF8String("x"))), False)])
         with pytest.raises(MalformedCertificate):
             CitizenCertificate.from_certificate(cert)
+
+
+def test_rejects_duplicate_extensions() -> None:
+    # RFC 5280 §4.2: one instance per extension. cryptography raises DuplicateExtension
+    # (not a ValueError) on first access; certb64 is attacker-chosen, so it must come out
+    # as malformed_certificate, never as a library exception (a 500 or a CLI traceback).
+    c = card("G3")
+    bad = with_duplicate_extension(c.signing.certificate, c.issuer.private_key)
+    for data in (bad, bad.public_bytes(serialization.Encoding.DER)):
+        with pytest.raises(MalformedCertificate) as info:
+            CitizenCertificate.from_certificate(data)
+        assert info.value.code == "malformed_certificate"
+
+
+def test_rejects_unknown_public_key_algorithm() -> None:
+    # public_key() raises UnsupportedAlgorithm (not a ValueError) for a key type
+    # cryptography does not know: certb64 is attacker-chosen, so a typed refusal.
+    c = card("G3")
+    bad = with_unknown_key_algorithm(c.signing.certificate, c.issuer.private_key)
+    with pytest.raises(MalformedCertificate) as info:
+        CitizenCertificate.from_certificate(bad)
+    assert info.value.code == "malformed_certificate"
 
 
 def test_common_name_is_read_from_the_subject() -> None:

@@ -24,6 +24,7 @@ from moica_auth.testing.pki import (
     CertifiedKey,
     TestPKI,
     citizen_subject,
+    subject_directory_attributes,
 )
 from moica_auth.validation.chain import ValidatedChain, ValidationPolicy, validate_chain
 from moica_auth.validation.trust import (
@@ -33,7 +34,14 @@ from moica_auth.validation.trust import (
     official_name,
     require_official,
 )
-from tests.validation_fixtures import AT, card, pki, trust
+from tests.validation_fixtures import (
+    AT,
+    card,
+    pki,
+    trust,
+    with_duplicate_extension,
+    with_unknown_key_algorithm,
+)
 
 GENERIC = ValidationPolicy(profile="generic")
 
@@ -350,6 +358,35 @@ class TestValidity:
         leaf = _citizen_leaf("under-expired", sub, not_before=AT - timedelta(days=10))
         _rejects("chain_invalid", certificate=leaf, intermediates=[sub.certificate])
 
+    def test_expired_anchor(self) -> None:
+        # RFC 5280 §6.1.1 (d) leaves an anchor's validity to the relying party; we refuse a
+        # path through an expired anchor (cryptography checks it), as docs/validation.md says.
+        key = pki().key("chain/root/expired-anchor")
+        name = _ca_name("Expired Root")
+        root = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(pki().serial("chain/root/expired-anchor"))
+            .not_valid_before(AT - timedelta(days=3650))
+            .not_valid_after(AT - timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+            .sign(key, hashes.SHA256())
+        )
+        sub = _sub_ca(
+            "under-expired-anchor",
+            CertifiedKey(root, key),
+            basic_constraints=x509.BasicConstraints(True, 0),
+        )
+        leaf = _citizen_leaf("under-expired-anchor", sub)
+        store = TrustStore.from_certificates([root], [sub.certificate])
+        err = _rejects("chain_invalid", certificate=leaf, trust=store)
+        assert "not valid at the validation time" in err.detail
+
 
 class TestUntrustedIssuer:
     def test_other_root(self) -> None:
@@ -435,6 +472,37 @@ class TestKeyUsage:
             "wrong_key_usage", certificate=_citizen_leaf("wide-ku", pki().moica_g3, edit=widen)
         )
 
+    @pytest.mark.parametrize(
+        "flags",
+        [
+            # A dual-use key (sign + decrypt): the real signing certificate is
+            # digitalSignature only, and the card's encryption key must never log in.
+            {"key_encipherment": True},
+            {"data_encipherment": True},
+            {"key_agreement": True},
+            {"crl_sign": True},
+        ],
+    )
+    def test_rejects_signing_plus_any_other_usage(self, flags: dict[str, bool]) -> None:
+        def widen(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            ku = _ku(digital_signature=True, **flags)
+            return [(ku, True) if isinstance(e, x509.KeyUsage) else (e, c) for e, c in exts]
+
+        label = "dual-ku-" + "-".join(sorted(flags))
+        _rejects("wrong_key_usage", certificate=_citizen_leaf(label, pki().moica_g3, edit=widen))
+
+    def test_non_repudiation_is_tolerated(self) -> None:
+        def widen(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            ku = _ku(digital_signature=True, content_commitment=True)
+            return [(ku, True) if isinstance(e, x509.KeyUsage) else (e, c) for e, c in exts]
+
+        leaf = _citizen_leaf("ku-nr", pki().moica_g3, edit=widen)
+        assert validate_chain(certificate=leaf, trust=trust(), at=AT).citizen.usage == "signing"
+
     def test_rejects_signing_leaf_that_claims_to_be_a_ca(self) -> None:
         def make_ca(
             exts: list[tuple[x509.ExtensionType, bool]],
@@ -444,6 +512,39 @@ class TestKeyUsage:
         _rejects(
             "wrong_key_usage", certificate=_citizen_leaf("bc-ca", pki().moica_g3, edit=make_ca)
         )
+
+
+class TestCitizenSubject:
+    """The moica profile logs in natural persons only: SDA 2.16.886.1.100.2.1 must be
+    2.16.886.1.100.3.1.1. GRCA also certifies other CAs (organisations, agencies) whose
+    leaves can share the GPKI policy OID 2.16.886.101.0.3.3 and a signing keyUsage."""
+
+    @staticmethod
+    def _with_sda(sda: x509.ExtensionType | None) -> Callable[..., object]:
+        def edit(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            kept = [
+                (e, c)
+                for e, c in exts
+                if e.oid.dotted_string != "2.5.29.9"  # SubjectDirectoryAttributes
+            ]
+            return kept if sda is None else [*kept, (sda, False)]
+
+        return edit
+
+    def test_rejects_other_subject_type(self) -> None:
+        sda = subject_directory_attributes(id_last4="6789", subject_type="2.16.886.1.100.3.1.2")
+        leaf = _citizen_leaf("subject-type-other", pki().moica_g3, edit=self._with_sda(sda))
+        _rejects("not_citizen_certificate", certificate=leaf)
+
+    def test_rejects_missing_subject_directory_attributes(self) -> None:
+        leaf = _citizen_leaf("no-sda", pki().moica_g3, edit=self._with_sda(None))
+        _rejects("not_citizen_certificate", certificate=leaf)
+
+    def test_generic_profile_does_not_ask(self) -> None:
+        leaf = _citizen_leaf("no-sda-generic", pki().moica_g3, edit=self._with_sda(None))
+        validate_chain(certificate=leaf, trust=trust(), policy=GENERIC, at=AT)
 
 
 class TestPolicy:
@@ -561,6 +662,41 @@ class TestPathRules:
         leaf = _citizen_leaf("no-kcs", sub)
         _rejects("chain_invalid", certificate=leaf, intermediates=[sub.certificate])
 
+    def test_directory_name_constraint_is_refused_not_ignored(self) -> None:
+        # A CA constrained to C=US must not certify a C=TW citizen. cryptography cannot
+        # evaluate directoryName subtrees; the path must then fail, never pass unchecked.
+        root = _root("name-constrained")
+        constraint = x509.NameConstraints(
+            permitted_subtrees=[
+                x509.DirectoryName(x509.Name([x509.NameAttribute(NameOID.COUNTRY_NAME, "US")]))
+            ],
+            excluded_subtrees=None,
+        )
+        p = pki()
+        key = p.key("chain/ca-key")
+        sub = p.issue_leaf(
+            issuer=root,
+            subject=_ca_name("Name-constrained CA"),
+            private_key=key,
+            extensions=[
+                (_aki(root.certificate), False),
+                (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
+                (_ku(key_cert_sign=True, crl_sign=True), True),
+                (x509.BasicConstraints(True, 0), True),
+                (constraint, True),
+                (
+                    x509.CertificatePolicies(
+                        [x509.PolicyInformation(x509.ObjectIdentifier(MOICA_POLICY_OID), None)]
+                    ),
+                    False,
+                ),
+            ],
+            label="chain/ca/name-constrained",
+        )
+        leaf = _citizen_leaf("name-constrained", sub)
+        store = TrustStore.from_certificates([root.certificate], [sub.certificate])
+        _rejects("chain_invalid", certificate=leaf, trust=store)
+
     def test_unknown_critical_extension(self) -> None:
         def add(
             exts: list[tuple[x509.ExtensionType, bool]],
@@ -577,6 +713,10 @@ class TestPathRules:
 
 
 class TestValidationPolicy:
+    def test_policy_oids_from_any_collection(self) -> None:
+        policy = ValidationPolicy(allowed_policy_oids=[MOICA_POLICY_OID, "1.2.3"])  # type: ignore[arg-type]
+        assert policy.allowed_policy_oids == frozenset({MOICA_POLICY_OID, "1.2.3"})
+
     def test_defaults(self) -> None:
         policy = ValidationPolicy()
         assert policy.profile == "moica"
@@ -589,6 +729,11 @@ class TestValidationPolicy:
         [
             {"profile": "webpki"},
             {"allowed_policy_oids": frozenset()},
+            # A bare string would become a set of characters that matches nothing.
+            {"allowed_policy_oids": MOICA_POLICY_OID},
+            {"allowed_policy_oids": frozenset({f" {MOICA_POLICY_OID} "})},
+            {"allowed_policy_oids": frozenset({"2.16.886.101.0.3.3.", "moica"})},
+            {"allowed_policy_oids": frozenset({MOICA_POLICY_OID, 3})},
             {"min_rsa_bits": 0},
             {"max_chain_depth": -1},
         ],
@@ -646,6 +791,48 @@ def test_every_failure_is_a_moica_error() -> None:
     for cert in (card("G2").encryption.certificate, p.moica_g2.certificate):
         with pytest.raises(MoicaAuthError):
             validate_chain(certificate=cert, trust=trust(), at=AT)
+
+
+def test_leaf_with_duplicate_extensions_is_malformed() -> None:
+    c = card("G3")
+    bad = with_duplicate_extension(c.signing.certificate, c.issuer.private_key)
+    _rejects("malformed_certificate", certificate=bad)
+
+
+def test_token_intermediate_with_duplicate_extensions_is_malformed() -> None:
+    # An intermediate carried in the SignedData is attacker-chosen too: cryptography's
+    # DuplicateExtension from the issuer search must not escape as a library exception.
+    p = pki()
+    bad_ca = with_duplicate_extension(p.moica_g3.certificate, p.grca_g3.private_key)
+    store = TrustStore.from_certificates(p.anchors)
+    _rejects(
+        "malformed_certificate",
+        certificate=card("G3").signing.certificate,
+        trust=store,
+        intermediates=[bad_ca],
+    )
+
+
+def test_unknown_key_algorithm_is_malformed_not_a_crash() -> None:
+    # cryptography raises UnsupportedAlgorithm from public_key(); the issuer search calls
+    # it on every candidate, including attacker-chosen token intermediates.
+    p = pki()
+    c = card("G3")
+    _rejects(
+        "malformed_certificate",
+        certificate=with_unknown_key_algorithm(c.signing.certificate, c.issuer.private_key),
+    )
+    bad_ca = with_unknown_key_algorithm(p.moica_g3.certificate, p.grca_g3.private_key)
+    _rejects(
+        "malformed_certificate",
+        certificate=c.signing.certificate,
+        trust=TrustStore.from_certificates(p.anchors),
+        intermediates=[bad_ca],
+    )
+    # The trust store's own issuer search answers "does not verify" for such a key.
+    assert (
+        TrustStore.from_certificates(p.anchors).find_issuers(c.signing.certificate, [bad_ca]) == ()
+    )
 
 
 @pytest.mark.parametrize(

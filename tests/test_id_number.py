@@ -127,6 +127,24 @@ def test_full_width_input_is_normalised():
 @pytest.mark.parametrize(
     "value",
     [
+        # str.upper() maps these non-ASCII letters onto ASCII: dotless i (U+0131) -> "I",
+        # long s (U+017F) -> "S". Only the full-width block is a typing mode to undo;
+        # anything else that merely upper-cases to a valid number is not one.
+        "\u0131" + "12345678" + "1",  # would read as I123456781
+        "\u017f" + "12345678" + "4",  # would read as S123456784
+    ],
+)
+def test_rejects_letters_that_only_upper_case_to_ascii(value):
+    with pytest.raises(IdNumberInvalid) as info:
+        parse_id_number(value)
+    assert info.value.code == "id_number_invalid"
+    with pytest.raises(IdNumberInvalid):
+        checksum_digit(value[:9])
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
         None,
         123456789,
         1.5,

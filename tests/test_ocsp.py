@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509 import ocsp as x509_ocsp
 
 from moica_auth.exceptions import (
     ConfigurationError,
@@ -16,8 +21,8 @@ from moica_auth.exceptions import (
 )
 from moica_auth.revocation.ocsp import OcspSource, build_request, responder_url_of
 from moica_auth.stores import MemoryStore, RedisStore
-from moica_auth.testing.pki import CitizenCard, TestPKI
-from moica_auth.testing.responders import ResponderServer
+from moica_auth.testing.pki import CertifiedKey, CitizenCard, TestPKI
+from moica_auth.testing.responders import ResponderServer, _set_produced_at
 from tests.ocsp_fixtures import (  # noqa: F401  (pytest finds fixtures in the module)
     CLIENT_TIMEOUT,
     NOW,
@@ -30,6 +35,7 @@ from tests.ocsp_fixtures import (  # noqa: F401  (pytest finds fixtures in the m
     server_fixture,
     session_server_fixture,
 )
+from tests.validation_fixtures import with_duplicate_extension, with_unknown_key_algorithm
 
 
 def source(**kwargs: object) -> OcspSource:
@@ -290,6 +296,36 @@ def test_cache_hit_avoids_second_request(server: ResponderServer, card_g3: Citiz
     assert server.hits("/ocsp") == 1
 
 
+def test_cache_never_crosses_issuers_with_the_same_serial(
+    server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
+) -> None:
+    # MOICA G2 and G3 share one DN and may reuse serial numbers: a revoked answer cached
+    # for the G2 certificate must never answer for the G3 certificate with that serial.
+    serial = card_g3.signing.certificate.serial_number
+    g2_twin = ocsp_pki.issue_leaf(
+        issuer=ocsp_pki.moica_g2,
+        subject=card_g3.signing.certificate.subject,
+        # The same extensions (AIA -> the shared responder) except the key identifiers.
+        extensions=[
+            (ext.value, ext.critical)
+            for ext in card_g3.signing.certificate.extensions
+            if not isinstance(ext.value, x509.AuthorityKeyIdentifier | x509.SubjectKeyIdentifier)
+        ],
+        serial=serial,
+        label="ocsp-tests/g2-twin",
+    )
+    assert g2_twin.certificate.issuer == card_g3.signing.certificate.issuer
+    src = source(store=MemoryStore())
+    server.set_status(serial, "revoked", reason="key_compromise")
+    revoked = src.status(
+        certificate=g2_twin.certificate, issuer=ocsp_pki.moica_g2.certificate, at=NOW
+    )
+    assert revoked.status == "revoked"
+    server.ocsp("/ocsp").clear()
+    assert ask(src, card_g3).status == "good"  # asked upstream, not read from G2's entry
+    assert server.hits("/ocsp") == 2
+
+
 def test_cached_answer_expires_with_max_age(server: ResponderServer, card_g3: CitizenCard) -> None:
     src = source(store=MemoryStore(), max_age=timedelta(minutes=30))
     ask(src, card_g3)
@@ -380,3 +416,208 @@ def test_waiter_fails_closed_when_nothing_arrives(
     err = rejects(RevocationUnavailable, "revocation_unavailable", src, card_g3)
     assert "concurrent" in err.detail
     assert server.hits("/ocsp") == 0
+
+
+# --- responses without nextUpdate (RFC 6960 §4.2.2.1: "newer information is always
+# available") ------------------------------------------------------------------------------
+
+
+class _FixedTimeResponder:
+    """A real HTTP OCSP responder on 127.0.0.1 whose answers carry a fixed thisUpdate
+    and **no nextUpdate** (the shared ResponderServer always sets one). It echoes the
+    request nonce and signs as the CA itself."""
+
+    def __init__(
+        self,
+        card: CitizenCard,
+        this_update: datetime,
+        *,
+        next_update: datetime | None = None,
+        extensions: tuple[tuple[x509.ExtensionType, bool], ...] = (),
+        signer: CertifiedKey | None = None,
+        certificates: tuple[x509.Certificate, ...] = (),
+        swap: tuple[bytes, bytes] | None = None,
+    ) -> None:
+        owner = self
+        # (carried, served): the bytes ``carried`` are replaced by the same-length bytes
+        # ``served`` after signing (the certs field is outside the signed tbsResponseData),
+        # for certificates neither cryptography nor asn1crypto will encode.
+        self.swap = swap
+        self.card = card
+        self.signer = signer or card.issuer
+        self.certificates = certificates
+        self.this_update = this_update
+        self.next_update = next_update
+        self.extensions = extensions
+        self.hits = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                owner.hits += 1
+                length = int(self.headers.get("Content-Length") or 0)
+                body = owner.respond(self.rfile.read(length))
+                self.send_response(200)
+                self.send_header("Content-Type", "application/ocsp-response")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/ocsp"
+
+    def respond(self, request_der: bytes) -> bytes:
+        request = x509_ocsp.load_der_ocsp_request(request_der)
+        issuer = self.card.issuer
+        builder = (
+            x509_ocsp.OCSPResponseBuilder()
+            .add_response(
+                cert=self.card.signing.certificate,
+                issuer=issuer.certificate,
+                algorithm=hashes.SHA1(),  # noqa: S303 - CertID lookup key
+                cert_status=x509_ocsp.OCSPCertStatus.GOOD,
+                this_update=self.this_update.replace(tzinfo=None),
+                next_update=self.next_update.replace(tzinfo=None) if self.next_update else None,
+                revocation_time=None,
+                revocation_reason=None,
+            )
+            .responder_id(x509_ocsp.OCSPResponderEncoding.HASH, self.signer.certificate)
+        )
+        if self.certificates:
+            builder = builder.certificates(list(self.certificates))
+        try:
+            nonce = request.extensions.get_extension_for_class(x509.OCSPNonce).value
+            builder = builder.add_extension(nonce, critical=False)
+        except x509.ExtensionNotFound:
+            pass
+        for extension, critical in self.extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        key = self.signer.private_key
+        response = builder.sign(key, hashes.SHA256())
+        # cryptography stamps producedAt with the wall clock; pin it to thisUpdate.
+        der = _set_produced_at(response, produced_at=self.this_update, key=key)
+        if self.swap is not None:
+            carried, served = self.swap
+            assert len(carried) == len(served) and der.count(carried) == 1
+            der = der.replace(carried, served)
+        return der
+
+    def __enter__(self) -> _FixedTimeResponder:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join()
+
+
+def test_response_without_next_update_is_judged_by_its_age(card_g3: CitizenCard) -> None:
+    with _FixedTimeResponder(card_g3, this_update=NOW - timedelta(minutes=50)) as responder:
+        src = source(responder_url=responder.url, max_age=timedelta(hours=1))
+        assert ask(src, card_g3).status == "good"  # 50 minutes old: fresh enough
+        err = rejects(OcspInvalid, "ocsp_invalid", src, card_g3, at=NOW + timedelta(minutes=11))
+        assert "max_age" in err.detail
+
+
+def test_cached_response_without_next_update_expires_with_its_this_update(
+    card_g3: CitizenCard,
+) -> None:
+    # max_age bounds the age of the *information* (thisUpdate), not just how long we
+    # have held it: a cached copy must not outlive what a fresh fetch would accept.
+    with _FixedTimeResponder(card_g3, this_update=NOW - timedelta(minutes=50)) as responder:
+        src = source(store=MemoryStore(), responder_url=responder.url, max_age=timedelta(hours=1))
+        assert ask(src, card_g3).status == "good"
+        assert ask(src, card_g3, at=NOW + timedelta(minutes=5)).status == "good"
+        assert responder.hits == 1  # still within max_age of thisUpdate: from the cache
+        rejects(OcspInvalid, "ocsp_invalid", src, card_g3, at=NOW + timedelta(minutes=11))
+        assert responder.hits == 2  # the stale cached copy was not served
+
+
+@pytest.mark.parametrize("critical", [True, False])
+def test_unknown_critical_response_extension_is_refused(
+    card_g3: CitizenCard, critical: bool
+) -> None:
+    # RFC 6960 §4.4: unrecognised extensions are ignored "unless they have the critical
+    # flag set and are not understood"; a critical one we do not understand is no answer.
+    unknown = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.7"), b"\x05\x00")
+    with _FixedTimeResponder(
+        card_g3,
+        this_update=NOW,
+        next_update=NOW + timedelta(hours=1),
+        extensions=((unknown, critical),),
+    ) as responder:
+        src = source(responder_url=responder.url)
+        if critical:
+            err = rejects(OcspInvalid, "ocsp_invalid", src, card_g3)
+            assert "critical" in err.detail
+        else:
+            assert ask(src, card_g3).status == "good"
+
+
+def test_delegated_responder_with_duplicate_extensions_is_invalid(
+    ocsp_pki: TestPKI, card_g3: CitizenCard
+) -> None:
+    # The responder certificate comes off the (plain HTTP) network. cryptography raises
+    # DuplicateExtension (not a ValueError) when its extensions are read; that must be
+    # ocsp_invalid ("no answer", so the policy falls back to the CRL), not a crash.
+    delegate = ocsp_pki.issue_ocsp_responder(issuer=card_g3.issuer, label="dup-ext")
+    bad = with_duplicate_extension(delegate.certificate, card_g3.issuer.private_key)
+    with _FixedTimeResponder(
+        card_g3,
+        this_update=NOW,
+        next_update=NOW + timedelta(hours=1),
+        signer=delegate,
+        certificates=(bad,),
+    ) as responder:
+        src = source(responder_url=responder.url)
+        err = rejects(OcspInvalid, "ocsp_invalid", src, card_g3)
+        assert "extensions" in err.detail
+    # The same responder with its well-formed certificate is accepted.
+    with _FixedTimeResponder(
+        card_g3,
+        this_update=NOW,
+        next_update=NOW + timedelta(hours=1),
+        signer=delegate,
+        certificates=(delegate.certificate,),
+    ) as responder:
+        assert ask(source(responder_url=responder.url), card_g3).status == "good"
+
+
+def test_carried_certificate_with_unknown_key_algorithm_is_skipped(
+    ocsp_pki: TestPKI, card_g3: CitizenCard
+) -> None:
+    # public_key() of a certificate carried in the response raises UnsupportedAlgorithm;
+    # such a certificate names no responder: ocsp_invalid (the policy falls back), never
+    # a library exception.
+    delegate = ocsp_pki.issue_ocsp_responder(issuer=card_g3.issuer, label="unknown-key")
+    bad = with_unknown_key_algorithm(delegate.certificate, card_g3.issuer.private_key)
+    with _FixedTimeResponder(
+        card_g3,
+        this_update=NOW,
+        next_update=NOW + timedelta(hours=1),
+        signer=delegate,
+        certificates=(delegate.certificate,),
+        swap=(delegate.certificate.public_bytes(Encoding.DER), bad.public_bytes(Encoding.DER)),
+    ) as responder:
+        rejects(OcspInvalid, "ocsp_invalid", source(responder_url=responder.url), card_g3)
+
+
+def test_unparsable_response_field_is_invalid_not_a_crash(card_g3: CitizenCard) -> None:
+    # cryptography parses an OCSP response lazily: an unknown CertID hash algorithm
+    # raises UnsupportedAlgorithm (not a ValueError) from inside verification, before the
+    # signature is checked. An on-path attacker (OCSP is plain HTTP) must not be able to
+    # turn that into a library exception, which would also skip the CRL fallback.
+    sha1 = bytes.fromhex("06052b0e03021a")  # 1.3.14.3.2.26, the CertID hash
+    unknown = bytes.fromhex("06052b0e03021b")  # 1.3.14.3.2.27
+    with _FixedTimeResponder(
+        card_g3, this_update=NOW, next_update=NOW + timedelta(hours=1), swap=(sha1, unknown)
+    ) as responder:
+        err = rejects(OcspInvalid, "ocsp_invalid", source(responder_url=responder.url), card_g3)
+        assert "malformed" in err.detail

@@ -165,6 +165,15 @@ def test_first_definitive_answer_wins(card_g3: CitizenCard) -> None:
     assert crl.asked == []
 
 
+def test_naive_time_is_a_programming_error(card_g3: CitizenCard) -> None:
+    # A naive datetime would be read in the server's local zone (astimezone) and the
+    # sources would judge freshness at the wrong instant; refuse it like validate_chain.
+    ocsp = ScriptedSource("ocsp", good("ocsp"))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        checker(ocsp).check(card_chain(card_g3), at=NOW.replace(tzinfo=None))
+    assert ocsp.asked == []
+
+
 def test_falls_back_in_order(card_g3: CitizenCard) -> None:
     ocsp = ScriptedSource("ocsp", RevocationUnavailable("down"))
     crl = ScriptedSource("crl", good("crl"))

@@ -44,6 +44,7 @@ from tests.signature_fixtures import (
     other_signing_card,
     signing_card,
 )
+from tests.validation_fixtures import with_duplicate_extension
 
 
 def _der(cert: x509.Certificate) -> bytes:
@@ -332,6 +333,20 @@ def test_rejects_when_only_unrelated_certificates_are_carried(
     rejects("malformed_signature", der)
 
 
+@pytest.mark.parametrize("sid", ["subject_key_identifier", "issuer_and_serial_number"])
+def test_rejects_carried_certificate_with_duplicate_extensions(
+    spec: CmsSpec, card: CitizenCard, sid: str
+) -> None:
+    # The signer lookup by subjectKeyIdentifier reads the carried certificate's
+    # extensions; cryptography's DuplicateExtension must not escape verify_signature.
+    bad = with_duplicate_extension(card.signing.certificate, card.issuer.private_key)
+    der = build_signed_data(
+        replace(spec, sid=sid, include_certificate=False, extra_certificates=[bad])
+    )
+    rejects("malformed_signature", der)
+    rejects("malformed_signature", der, certificate=card.signing.certificate)
+
+
 def test_rejects_malformed_certb64(good_der: bytes) -> None:
     rejects("malformed_certificate", good_der, certificate="not a certificate!")
 
@@ -582,8 +597,7 @@ def test_hipki_pkcs1_response_verifies(soft: SoftCard, name: str, expected: str)
         signature_type="PKCS1",
         certificate=answer["certb64"],
         hash_algorithm=name,
-        # Ignored for PKCS1: the nonce is inside the signed challenge text itself.
-        expected_nonce=NONCE,
+        # Not checked for PKCS1: HiPKI's cardSN is not signed (docs/signatures.md).
         expected_card_number=answer["cardSN"],
     )
     assert result.signature_type == "PKCS1"
@@ -591,6 +605,66 @@ def test_hipki_pkcs1_response_verifies(soft: SoftCard, name: str, expected: str)
     assert result.padding == "pkcs1v15"
     assert (result.nonce, result.card_number, result.signing_time) == (None, None, None)
     assert result.certificates == ()
+
+
+def test_pkcs1_rejects_an_expected_nonce_it_cannot_carry(soft: SoftCard) -> None:
+    # A bare signature has no signed attributes: a caller that asks for a nonce must not
+    # get a silent pass (the nonce binding has to come from the signed content).
+    answer = soft.sign(CHALLENGE, signature_type="PKCS1")
+    for expected in (NONCE, NONCE.decode()):
+        with pytest.raises(MoicaAuthError) as info:
+            verify_signature(
+                content=CHALLENGE,
+                signature=answer["signature"],
+                signature_type="PKCS1",
+                certificate=answer["certb64"],
+                expected_nonce=expected,  # type: ignore[arg-type]
+            )
+        assert info.value.code == "nonce_mismatch"
+    # A signature that does not verify still says so first.
+    with pytest.raises(MoicaAuthError) as info:
+        verify_signature(
+            content=CHALLENGE + b"!",
+            signature=answer["signature"],
+            signature_type="PKCS1",
+            certificate=answer["certb64"],
+            expected_nonce=NONCE,
+        )
+    assert info.value.code == "signature_invalid"
+
+
+def test_allowed_hash_names_are_normalised(soft: SoftCard) -> None:
+    # HiPKI and settings spell them "SHA256" / "SHA-256": compared raw they matched nothing
+    # and every signature was refused as weak_hash.
+    answer = soft.sign(CHALLENGE, signature_type="PKCS1")
+    for allowed in (frozenset({"SHA256"}), frozenset({"SHA-256", "SHA-512"})):
+        result = verify_signature(
+            content=CHALLENGE,
+            signature=answer["signature"],
+            signature_type="PKCS1",
+            certificate=answer["certb64"],
+            allowed_hashes=allowed,
+        )
+        assert result.hash_algorithm == "sha256"
+    # Normalising never widens the set, and MD5 stays refused whatever it is called.
+    with pytest.raises(MoicaAuthError) as info:
+        verify_signature(
+            content=CHALLENGE,
+            signature=answer["signature"],
+            signature_type="PKCS1",
+            certificate=answer["certb64"],
+            allowed_hashes=frozenset({"SHA-512", "MD5"}),
+        )
+    assert info.value.code == "weak_hash"
+    with pytest.raises(MoicaAuthError) as info:
+        verify_signature(
+            content=CHALLENGE,
+            signature=answer["signature"],
+            signature_type="PKCS1",
+            certificate=answer["certb64"],
+            allowed_hashes="sha256",  # type: ignore[arg-type]
+        )
+    assert info.value.code == "weak_hash"
 
 
 def test_pkcs1_defaults_to_sha256(card: CitizenCard) -> None:

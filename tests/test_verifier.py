@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
 
-from moica_auth.exceptions import MoicaAuthError
+from moica_auth.exceptions import MoicaAuthError, RevocationUnavailable
 from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationResult
 from moica_auth.revocation.types import CertStatus, SourceName
 from moica_auth.testing.pki import CitizenCard
@@ -19,7 +20,7 @@ from moica_auth.validation.chain import ValidatedChain, ValidationPolicy
 from moica_auth.validation.trust import TrustStore
 from moica_auth.verifier import LoginVerifier, VerifiedLogin, VerifierConfig
 from moica_auth.verifier import RevocationChecker as RevocationCheckerProtocol
-from tests.validation_fixtures import AT, card, pki, trust
+from tests.validation_fixtures import AT, card, pki, trust, with_duplicate_extension
 
 CHALLENGE = b"moica-auth login v1\nnonce=verifier-test\norigin=https://rp.example\n"
 NONCE = b"verifier-test-nonce"
@@ -81,11 +82,14 @@ class TableSource:
     name: SourceName = "crl"
     revoked: set[int] = field(default_factory=set)
     calls: list[datetime] = field(default_factory=list)
+    unavailable: bool = False
 
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
     ) -> CertStatus:
         self.calls.append(at)
+        if self.unavailable:
+            raise RevocationUnavailable("the table is down")
         if certificate.serial_number in self.revoked:
             return CertStatus(
                 status="revoked",
@@ -95,6 +99,29 @@ class TableSource:
             )
         return CertStatus(
             status="good", source="crl", this_update=AT, next_update=AT + timedelta(days=1)
+        )
+
+
+@dataclass
+class ReturningChecker:
+    """A checker that *returns* a result with ``status`` instead of raising: what a buggy
+    custom checker (``MOICA_AUTH_REVOCATION["checker"]``) might do."""
+
+    status: str | None
+    policy: RevocationPolicy | None = None
+    calls: list[datetime] = field(default_factory=list)
+
+    def check(self, chain: ValidatedChain, *, at: datetime) -> Any:
+        self.calls.append(at)
+        if self.status is None:
+            return None
+        return RevocationResult(
+            status=self.status,
+            source="crl",
+            checked_at=at,
+            this_update=None,
+            next_update=None,
+            per_certificate=(),
         )
 
 
@@ -168,6 +195,21 @@ class TestRefused:
     def test_nonce_mismatch(self, verifier: LoginVerifier) -> None:
         _rejects("nonce_mismatch", verifier, _sign(card("G3")), "PKCS7", expected_nonce=b"another")
 
+    @pytest.mark.parametrize("kind", ["PKCS1", "PKCS7"])
+    def test_certb64_with_duplicate_extensions(self, verifier: LoginVerifier, kind: str) -> None:
+        # Attacker-chosen certb64 that cryptography loads but cannot read the extensions
+        # of: a typed refusal, never cryptography's DuplicateExtension.
+        c = card("G3")
+        bad = with_duplicate_extension(c.signing.certificate, c.issuer.private_key)
+        response = _sign(c, kind=kind)
+        response["certb64"] = base64.b64encode(bad.public_bytes(Encoding.DER)).decode()
+        with pytest.raises(MoicaAuthError) as info:
+            _verify(verifier, response, kind)
+        assert info.value.code in ("malformed_certificate", "certificate_mismatch")
+        with pytest.raises(MoicaAuthError) as info:
+            verifier.check_certificate(certificate=bad, at=AT)
+        assert info.value.code == "malformed_certificate"
+
     def test_encryption_certificate(self, verifier: LoginVerifier) -> None:
         response = _sign(card("G3"), kind="PKCS1", encryption=True)
         _rejects("wrong_key_usage", verifier, response, "PKCS1")
@@ -225,6 +267,54 @@ class TestRevocation:
         )
         assert source.calls == []
 
+    @pytest.mark.parametrize(
+        ("status", "code"),
+        [
+            ("unknown", "revocation_unavailable"),
+            ("revoked", "certificate_revoked"),
+            ("hold", "certificate_suspended"),
+            ("stale", "revocation_unavailable"),
+            (None, "revocation_unavailable"),
+        ],
+    )
+    def test_checker_result_other_than_good_is_refused(self, status: str | None, code: str) -> None:
+        # A checker that *returns* a non-good status (a custom checker breaking the
+        # protocol, or soft-fail's "unknown" without soft-fail) must not let a login in.
+        checker = ReturningChecker(status, policy=RevocationPolicy(order=("crl",)))
+        v = LoginVerifier(VerifierConfig(trust=trust(), revocation=checker))
+        _rejects(code, v, _sign(card("G3")), "PKCS7")
+        assert checker.calls == [AT]
+        with pytest.raises(MoicaAuthError) as info:
+            v.check_certificate(certificate=card("G3").signing.certificate, at=AT)
+        assert info.value.code == code
+
+    def test_checker_result_without_policy_cannot_soft_fail(self) -> None:
+        v = LoginVerifier(VerifierConfig(trust=trust(), revocation=ReturningChecker("unknown")))
+        _rejects("revocation_unavailable", v, _sign(card("G3")), "PKCS7")
+
+    def test_unknown_passes_only_under_the_checkers_soft_fail(self) -> None:
+        silent = TableSource(name="ocsp", unavailable=True)
+        checker = RevocationChecker(
+            policy=RevocationPolicy(order=("ocsp",), soft_fail=True, check_intermediates=False),
+            sources={"ocsp": silent},
+        )
+        login = _verify(
+            LoginVerifier(VerifierConfig(trust=trust(), revocation=checker)),
+            _sign(card("G3")),
+            "PKCS7",
+        )
+        assert login.revocation is not None and login.revocation.status == "unknown"
+        closed = RevocationChecker(
+            policy=RevocationPolicy(order=("ocsp",), check_intermediates=False),
+            sources={"ocsp": silent},
+        )
+        _rejects(
+            "revocation_unavailable",
+            LoginVerifier(VerifierConfig(trust=trust(), revocation=closed)),
+            _sign(card("G3")),
+            "PKCS7",
+        )
+
     def test_checker_satisfies_the_protocol(self) -> None:
         checker = RevocationChecker(
             policy=RevocationPolicy(order=("crl",)), sources={"crl": TableSource()}
@@ -271,6 +361,27 @@ class TestConfig:
     def test_rejects_empty_hashes(self) -> None:
         with pytest.raises(ValueError):
             VerifierConfig(trust=trust(), allowed_hashes=frozenset())
+
+    @pytest.mark.parametrize(
+        "hashes",
+        [
+            "sha256",  # a bare string would be the set of its letters
+            frozenset({"sha-3"}),
+            frozenset({"md5"}),  # refused by the signature module whatever the config says
+            frozenset({"sha256", 256}),
+        ],
+    )
+    def test_rejects_hash_names_that_can_never_match(self, hashes: object) -> None:
+        with pytest.raises(ValueError):
+            VerifierConfig(trust=trust(), allowed_hashes=hashes)  # type: ignore[arg-type]
+
+    def test_hash_names_are_normalised(self) -> None:
+        # HiPKI and settings spell them "SHA256" / "SHA-256"; unnormalised they would
+        # never match and every login would fail with weak_hash.
+        config = VerifierConfig(trust=trust(), allowed_hashes=frozenset({"SHA-256", "SHA512"}))
+        assert config.allowed_hashes == frozenset({"sha256", "sha512"})
+        login = _verify(LoginVerifier(config), _sign(card("G3")), "PKCS7")
+        assert login.signature.hash_algorithm == "sha256"
 
     def test_rejects_wrong_types(self) -> None:
         with pytest.raises(TypeError):

@@ -132,7 +132,12 @@ def _normalise(value: object) -> str:
         raise IdNumberInvalid(f"expected a string, got {type(value).__name__}")
     if len(value) > _MAX_INPUT:
         raise IdNumberInvalid("too long")
-    return value.translate(_FULL_WIDTH).strip().upper()
+    text = value.translate(_FULL_WIDTH).strip()
+    if not text.isascii():
+        # Checked before upper-casing: str.upper() turns a few non-ASCII letters into
+        # ASCII ones ("ı" -> "I", "ſ" -> "S"), which is no typing mode to forgive.
+        raise IdNumberInvalid("characters outside ASCII and its full-width forms")
+    return text.upper()
 
 
 def _digit_value(char: str) -> int:

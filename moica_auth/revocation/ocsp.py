@@ -20,10 +20,10 @@ Errors, so that the revocation policy can fall back to the CRL:
   ``tryLater``/``internalError``, the status ``unknown`` (fail closed: the responder does not
   vouch for the certificate), or another worker's in-flight lookup that produced nothing.
 * :class:`~moica_auth.exceptions.OcspInvalid` — an answer that must not be trusted: body
-  larger than the limit or not DER, another non-successful responseStatus, no SingleResponse
-  for our CertID, bad signature, a signer that is neither the CA nor a delegated responder
-  it issued with id-kp-OCSPSigning, an out-of-date or future-dated response, a missing or
-  wrong nonce.
+  larger than the limit or not DER, another non-successful responseStatus, an unknown
+  critical extension (RFC 6960 §4.4), no SingleResponse for our CertID, bad signature, a
+  signer that is neither the CA nor a delegated responder it issued with
+  id-kp-OCSPSigning, an out-of-date or future-dated response, a missing or wrong nonce.
 """
 
 from __future__ import annotations
@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import requests
+from asn1crypto import core as asn1_core
+from asn1crypto import ocsp as asn1_ocsp
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -46,9 +48,11 @@ from cryptography.x509 import ocsp
 from cryptography.x509.oid import (
     AuthorityInformationAccessOID,
     ExtendedKeyUsageOID,
+    OCSPExtensionOID,
     SignatureAlgorithmOID,
 )
 
+from moica_auth.certificate import EXTENSION_ERRORS
 from moica_auth.exceptions import (
     ConfigurationError,
     MoicaAuthError,
@@ -72,6 +76,8 @@ DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024
 NONCE_LENGTH = 32  # RFC 8954 §2.1: 1..32 octets; use the maximum
 _ALLOWED_SIGNATURE_HASHES = frozenset({"sha256", "sha384", "sha512"})
 _CACHE_VERSION = "v1"
+# Extensions this client understands, so that they may be marked critical (RFC 6960 §4.4).
+_UNDERSTOOD_EXTENSIONS = frozenset({OCSPExtensionOID.NONCE.dotted_string})
 
 
 @dataclass(frozen=True)
@@ -151,10 +157,45 @@ def _verify_signature(public_key: CertificatePublicKeyTypes, response: ocsp.OCSP
         raise OcspInvalid("unsupported OCSP signer key type")
 
 
+def _refuse_unknown_critical_extensions(body: bytes) -> None:
+    """RFC 6960 §4.4: an unrecognised extension is ignored *unless* it is critical; a
+    critical one we do not understand makes the response unusable (RFC 5280 §4.2 rule).
+
+    Checks responseExtensions and every SingleResponse's singleExtensions; cryptography
+    exposes the latter only for one-response messages, so this reads the DER with
+    asn1crypto. The only extension we process is the nonce (RFC 8954).
+    """
+    try:
+        basic = asn1_ocsp.OCSPResponse.load(body)["response_bytes"]["response"].parsed
+        tbs = basic["tbs_response_data"]
+        lists = [tbs["response_extensions"]]
+        lists.extend(single["single_extensions"] for single in tbs["responses"])
+        critical = [
+            extension["extn_id"].dotted
+            for extensions in lists
+            if not isinstance(extensions, asn1_core.Void)
+            for extension in extensions
+            if extension["critical"].native
+            and extension["extn_id"].dotted not in _UNDERSTOOD_EXTENSIONS
+        ]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise OcspInvalid("OCSP response extensions are malformed") from exc
+    if critical:
+        raise OcspInvalid(f"OCSP response has unknown critical extension(s) {critical}")
+
+
 def _responder_matches(response: ocsp.OCSPResponse, certificate: x509.Certificate) -> bool:
-    """Does the ResponderID (RFC 6960 §4.2.2.3) name this certificate?"""
+    """Does the ResponderID (RFC 6960 §4.2.2.3) name this certificate?
+
+    A certificate carried in the response whose key cryptography cannot read
+    (``UnsupportedAlgorithm``, not a ValueError) names nobody: it came off the network.
+    """
     if response.responder_key_hash is not None:
-        return response.responder_key_hash == _key_hash(certificate.public_key())
+        try:
+            key = certificate.public_key()
+        except (ValueError, UnsupportedAlgorithm):
+            return False
+        return response.responder_key_hash == _key_hash(key)
     return response.responder_name == certificate.subject
 
 
@@ -172,7 +213,7 @@ class OcspSource:
         nonce is sent and must be echoed (RFC 8954).
     :param clock_skew: tolerance when comparing thisUpdate/nextUpdate/producedAt to ``at``.
     :param max_age: the longest a response is cached, and the oldest thisUpdate accepted
-        from a response that has no nextUpdate (RFC 6960 §4.2.2.1).
+        from a response that has no nextUpdate (RFC 6960 §4.2.2.1), fresh or cached.
     :param max_response_bytes: larger bodies are refused (``ocsp_invalid``).
     :param lock_wait: how long a caller waits for another caller's in-flight lookup of the
         same certificate before failing closed with ``revocation_unavailable``.
@@ -277,7 +318,30 @@ class OcspSource:
         at: datetime,
         url: str = "",
     ) -> CertStatus:
-        """Check an OCSPResponse against the request it answers (RFC 6960 §3.2)."""
+        """Check an OCSPResponse against the request it answers (RFC 6960 §3.2).
+
+        Raises only :class:`~moica_auth.exceptions.MoicaAuthError` subclasses: whatever
+        cryptography raises while reading the (lazily parsed, attacker-reachable) response
+        is :class:`OcspInvalid`, i.e. "no answer", so the policy can fall back to the CRL.
+        """
+        try:
+            return self._verify_response(body, request=request, issuer=issuer, at=at, url=url)
+        except MoicaAuthError:
+            raise
+        except Exception as exc:
+            # ValueError (bad DER deep inside), UnsupportedAlgorithm (an unknown CertID
+            # hash or signature OID), DuplicateExtension, … : all "not an answer".
+            raise OcspInvalid(f"OCSP response is malformed ({type(exc).__name__})") from exc
+
+    def _verify_response(
+        self,
+        body: bytes,
+        *,
+        request: PreparedRequest,
+        issuer: x509.Certificate,
+        at: datetime,
+        url: str,
+    ) -> CertStatus:
         try:
             response = ocsp.load_der_ocsp_response(body)
         except ValueError as exc:
@@ -288,6 +352,7 @@ class OcspSource:
         if rs != ocsp.OCSPResponseStatus.SUCCESSFUL:
             raise OcspInvalid(f"OCSP responseStatus is {rs.name}")
 
+        _refuse_unknown_critical_extensions(body)
         single = self._matching_single(response, request)
         self._verify_signer(response, issuer=issuer, at=at)
         self._verify_times(response, single, at=at)
@@ -351,7 +416,7 @@ class OcspSource:
                 continue
             try:
                 _verify_signature(candidate.public_key(), response)
-            except InvalidSignature:
+            except (InvalidSignature, ValueError, UnsupportedAlgorithm):
                 continue
             self._check_delegate(candidate, issuer=issuer, at=at)
             return
@@ -364,6 +429,12 @@ class OcspSource:
             responder.verify_directly_issued_by(issuer)
         except (ValueError, TypeError, InvalidSignature) as exc:
             raise OcspInvalid("delegated OCSP responder is not issued by the CA") from exc
+        try:
+            # The certificate comes off the network: its extensions may not parse
+            # (DuplicateExtension is not a ValueError), which is no answer, not a crash.
+            _ = responder.extensions
+        except EXTENSION_ERRORS as exc:
+            raise OcspInvalid("delegated OCSP responder has invalid extensions") from exc
         try:
             eku = responder.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
         except x509.ExtensionNotFound as exc:
@@ -483,6 +554,10 @@ class OcspSource:
         until = at + self.max_age
         if result.next_update is not None:
             until = min(until, result.next_update)
+        elif result.this_update is not None:
+            # Without nextUpdate, max_age bounds the age of the information itself
+            # (_verify_times): a cached copy must not outlive what a fetch would accept.
+            until = min(until, result.this_update + self.max_age)
         ttl = (until - at).total_seconds()
         if ttl < 1.0:
             return
@@ -564,6 +639,9 @@ def _decode(raw: bytes, *, at: datetime, skew: timedelta, max_age: timedelta) ->
     if fetched_at is None or not (fetched_at - skew <= at <= fetched_at + max_age):
         return None
     if next_update is not None and next_update < at - skew:
+        return None
+    if next_update is None and (this_update is None or this_update < at - max_age):
+        # The same bound a fresh response without nextUpdate must meet (_verify_times).
         return None
     if this_update is not None and this_update > at + skew:
         return None

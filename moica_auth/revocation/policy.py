@@ -153,12 +153,16 @@ class RevocationChecker:
         self.sources = {name: sources[name] for name in policy.order}
 
     def check(self, chain: ValidatedChain, *, at: datetime | None = None) -> RevocationResult:
-        """Check the chain's revocation status at ``at`` (default now).
+        """Check the chain's revocation status at ``at`` (aware; default now; a naive
+        datetime raises ``ValueError``).
 
         Raises ``CertificateRevoked`` (``data``: ``reason``, ``revoked_at``, ``source``,
         ``certificate``), ``CertificateSuspended`` (same data), ``RevocationStale`` or
         ``RevocationUnavailable`` (``data["sources"]``: each source's error code).
         """
+        if at is not None and (at.tzinfo is None or at.utcoffset() is None):
+            # astimezone() would read a naive time in the server's local zone.
+            raise ValueError("revocation check time must be timezone-aware (UTC)")
         when = (at or datetime.now(UTC)).astimezone(UTC)
         certs = chain.chain
         if len(certs) < 2:

@@ -21,6 +21,9 @@ order                 check → error
                       (§4.2.1.3, §4.2.1.9) → ``WrongKeyUsage``
 6 (moica)             certificatePolicies ∩ allowed ≠ ∅ (§4.2.1.4) →
                       ``PolicyNotAllowed``
+6b (moica)            SubjectDirectoryAttributes subject type (2.16.886.1.100.2.1) is
+                      natural person, 2.16.886.1.100.3.1.1 (§4.2.1.8) →
+                      ``NotCitizenCertificate``
 7                     RSA ≥ ``min_rsa_bits``; only RSA in the moica profile →
                       ``WeakKey``
 8                     no MD5 / SHA-1 signature on the path's CAs → ``WeakHash``
@@ -36,6 +39,7 @@ CA signed it but the path breaks a rule" (``chain_invalid``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -54,12 +58,18 @@ from cryptography.x509.verification import (
     VerificationError,
 )
 
-from moica_auth.certificate import CitizenCertificate, load_certificate
+from moica_auth.certificate import (
+    OID_NATURAL_PERSON,
+    CitizenCertificate,
+    load_certificate,
+    require_parsable,
+)
 from moica_auth.exceptions import (
     CertificateExpired,
     CertificateNotYetValid,
     ChainInvalid,
     MoicaAuthError,
+    NotCitizenCertificate,
     PolicyNotAllowed,
     UntrustedIssuer,
     WeakHash,
@@ -83,6 +93,9 @@ ANY_POLICY: Final = "2.5.29.32.0"
 PROFILES: Final = frozenset({"moica", "generic"})
 WEAK_SIGNATURE_HASHES: Final = frozenset({"md5", "sha1", "md4", "md2"})
 
+# X.660 dotted form, as cryptography's ``dotted_string`` renders an OID.
+_DOTTED_OID_RE: Final = re.compile(r"[0-2](?:\.(?:0|[1-9][0-9]*))+")
+
 # Our own issuer search is only a diagnostic; the depth limit is enforced by
 # cryptography (so a too-long chain is chain_invalid, not untrusted_issuer).
 _SEARCH_DEPTH: Final = 16
@@ -97,7 +110,8 @@ class ValidationPolicy:
     * ``profile="generic"``: RFC 5280 path validation only (chain, validity, CA
       basicConstraints, CA keyUsage keyCertSign, pathLenConstraint); used for NIST PKITS.
     * ``allowed_policy_oids``: the user-initial-policy-set (RFC 5280 §6.1.1 (c)); the
-      leaf must assert one of them (moica profile).
+      leaf must assert one of them (moica profile). Exact dotted OIDs (no white space);
+      a bare string or anything else raises ``ValueError``.
     * ``min_rsa_bits``: smallest accepted RSA modulus for the leaf (both profiles).
     * ``max_chain_depth``: most intermediates between leaf and anchor.
     """
@@ -110,7 +124,15 @@ class ValidationPolicy:
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
             raise ValueError(f"profile must be one of {sorted(PROFILES)}, not {self.profile!r}")
+        if isinstance(self.allowed_policy_oids, str | bytes):
+            # frozenset("2.16.886…") would be a set of characters that no certificate
+            # ever matches: a silent lock-out instead of a configuration error.
+            raise ValueError("allowed_policy_oids must be a collection of OIDs, not one string")
         object.__setattr__(self, "allowed_policy_oids", frozenset(self.allowed_policy_oids))
+        for oid in self.allowed_policy_oids:
+            # Compared as exact dotted strings, so " 2.16.886.101.0.3.3" would never match.
+            if not isinstance(oid, str) or not _DOTTED_OID_RE.fullmatch(oid):
+                raise ValueError(f"allowed_policy_oids holds {oid!r}, not a dotted OID")
         if self.profile == "moica" and not self.allowed_policy_oids:
             raise ValueError("the moica profile needs at least one allowed policy OID")
         if not 1 <= self.min_rsa_bits <= 16384:
@@ -242,6 +264,19 @@ def _check_policies(
         asserted = {p.policy_identifier.dotted_string for p in cps}
         if ANY_POLICY not in asserted and not asserted & allowed:
             raise PolicyNotAllowed("an intermediate CA does not allow the accepted policies")
+
+
+def _check_natural_person(citizen: CitizenCertificate) -> None:
+    """RFC 5280 §4.2.1.8 / the MOICA profile: the subject type attribute says "natural
+    person". GRCA also certifies CAs for organisations and agencies, whose signing
+    certificates may assert the same GPKI policy OID (2.16.886.101.0.3.3, the level-3
+    assurance arc); this is what keeps them out of a *citizen* login."""
+    if citizen.subject_type != OID_NATURAL_PERSON:
+        raise NotCitizenCertificate(
+            "certificate is not a natural person's (subject type "
+            f"{citizen.subject_type or 'absent'})",
+            subject_type=citizen.subject_type,
+        )
 
 
 def _check_key(
@@ -402,7 +437,11 @@ def validate_chain(
     pool: list[x509.Certificate] = []
     for cert in (*trust.intermediates, *intermediates):
         if cert != leaf and not any(cert == seen for seen in pool):
-            pool.append(load_certificate(cert))
+            candidate = load_certificate(cert)
+            # Token intermediates are attacker-chosen: the issuer search reads their
+            # extensions and keys, so refuse unreadable ones here with a typed error.
+            require_parsable(candidate, "an intermediate certificate's")
+            pool.append(candidate)
     path = _find_path(leaf, trust, pool)
     if path is None:
         raise UntrustedIssuer("no trusted issuer verifies this certificate", issuer=citizen.issuer)
@@ -415,6 +454,7 @@ def validate_chain(
     if policy.profile == "moica":
         _check_signing_usage(leaf, citizen)
         _check_policies(path, citizen, policy)
+        _check_natural_person(citizen)
     _check_key(citizen, leaf, policy)
     _check_hashes(path, trust)
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtensionOID
 
-from moica_auth.certificate import load_certificates
+from moica_auth.certificate import EXTENSION_ERRORS, load_certificates
 from moica_auth.exceptions import ConfigurationError, MalformedCertificate
 
 __all__ = [
@@ -109,10 +109,12 @@ def signature_verifies(cert: x509.Certificate, issuer: x509.Certificate) -> bool
     algorithms (SHA-1), so that the chain validator can report a *weak hash* rather than
     an *unknown issuer*. Whether the algorithm is acceptable is decided elsewhere.
     """
-    key = issuer.public_key()
     sig = cert.signature
     tbs = cert.tbs_certificate_bytes
     try:
+        # Inside the try: a candidate's key type may be unknown to cryptography
+        # (UnsupportedAlgorithm), which means "does not verify", not a crash.
+        key = issuer.public_key()
         if isinstance(key, rsa.RSAPublicKey):
             params = cert.signature_algorithm_parameters
             hash_alg = cert.signature_hash_algorithm
@@ -143,7 +145,7 @@ def _require_ca(cert: x509.Certificate, role: str) -> None:
         bc = cert.extensions.get_extension_for_oid(ExtensionOID.BASIC_CONSTRAINTS).value
     except x509.ExtensionNotFound as exc:
         raise ConfigurationError(f"{role} {cert.subject.rfc4514_string()} is not a CA") from exc
-    except ValueError as exc:
+    except EXTENSION_ERRORS as exc:
         raise MalformedCertificate(f"{role} has invalid extensions") from exc
     if not (isinstance(bc, x509.BasicConstraints) and bc.ca):
         raise ConfigurationError(f"{role} {cert.subject.rfc4514_string()} is not a CA")

@@ -1,0 +1,1 @@
+"""Restricted-from-leaving-the-country lookup (限制出境查詢): certificate + ID number."""

@@ -1,0 +1,1 @@
+"""Household-registration e-transcripts (戶籍謄本): signed files anyone can verify."""

@@ -1,0 +1,126 @@
+"""電子戶籍謄本: issue signed transcripts (card + ID number); verify them (public)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from example_site.household.transcripts import (
+    MAX_FILE_BYTES,
+    TranscriptRejected,
+    sign_transcript,
+    verify_transcript,
+)
+from moica_auth.conf import app_settings
+from moica_auth.decorators import moica_required
+from moica_auth.services import load_certificate_setting
+from moica_auth.session import moica_from_request
+
+_DEFAULT_ADDRESS = "臺北市中正區範例里1鄰範例路1號"
+_ADDRESSES: dict[str, str] = {
+    "0000000000000022": "臺中市西屯區範例里5鄰大同路22號",
+    "0000000000000033": "高雄市苓雅區範例里8鄰美麗街33號",
+}
+
+
+def _path_setting(name: str) -> Path:
+    return Path(getattr(settings, name))
+
+
+@lru_cache(maxsize=1)
+def _office() -> tuple[x509.Certificate, rsa.RSAPrivateKey]:
+    """The office's signing certificate and its PUBLIC TEST key (``example_site.demo``)."""
+    cert = x509.load_pem_x509_certificate(_path_setting("HOUSEHOLD_OFFICE_CERT").read_bytes())
+    key = serialization.load_pem_private_key(
+        _path_setting("HOUSEHOLD_OFFICE_KEY").read_bytes(), password=None
+    )
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise TypeError("the household office key must be RSA")
+    return cert, key
+
+
+def _document(request: HttpRequest) -> dict[str, Any]:
+    moica = moica_from_request(request)
+    now = app_settings.now()
+    return {
+        "type": "household-registration-transcript",
+        "title": "戶籍謄本（現戶部分）",
+        "issued_at": now.isoformat(),
+        "office": "範例戶政事務所 (TEST)",
+        "address": _ADDRESSES.get(moica.card_serial, _DEFAULT_ADDRESS),
+        "members": [{"name": moica.name, "relation": "戶長"}],
+        "notice": "TEST DATA: signed with a public test key of the moica-auth demo.",
+    }
+
+
+@moica_required(fields=["id_number"])
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "household/index.html", {"document": _document(request)})
+
+
+@moica_required(fields=["id_number"])
+@require_POST
+def transcript(request: HttpRequest) -> HttpResponse:
+    cert, key = _office()
+    data = sign_transcript(
+        _document(request), certificate=cert, private_key=key, at=app_settings.now()
+    )
+    response = HttpResponse(data, content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = 'attachment; filename="household-transcript.json"'
+    return response
+
+
+_REASONS = {
+    "too_large": ("檔案太大。", "The file is too large."),
+    "not_a_transcript": ("這不是電子戶籍謄本檔案。", "This is not an e-transcript file."),
+    "signature_invalid": (
+        "簽章驗證失敗：檔案內容已被竄改或簽章毀損。",
+        "Signature check failed: the file was altered or its signature is broken.",
+    ),
+    "untrusted_issuer": (
+        "簽發者不是受信任的機關。",
+        "The issuer is not a trusted authority.",
+    ),
+    "issuer_not_valid": (
+        "簽發機關的憑證在簽章時或現在已失效。",
+        "The issuer's certificate was not valid when it signed, or is not valid now.",
+    ),
+    "not_a_document_signer": (
+        "簽發者的憑證不能用於簽署文件。",
+        "The issuer's certificate may not sign documents.",
+    ),
+    "no_file": ("請選擇檔案。", "Choose a file."),
+}
+
+
+@require_http_methods(["GET", "POST"])
+def verify(request: HttpRequest) -> HttpResponse:
+    """Public: upload a transcript file and see whether it is genuine and who issued it."""
+    context: dict[str, Any] = {}
+    if request.method == "POST":
+        upload = request.FILES.get("transcript")
+        try:
+            if upload is None:
+                raise TranscriptRejected("no_file")
+            if upload.size is not None and upload.size > MAX_FILE_BYTES:
+                raise TranscriptRejected("too_large")
+            anchors = load_certificate_setting(app_settings.TRUST_ANCHORS)
+            check = verify_transcript(
+                upload.read(MAX_FILE_BYTES + 1), anchors=anchors, at=app_settings.now()
+            )
+        except TranscriptRejected as exc:
+            context["error_code"] = exc.reason
+            context["error_zh"], context["error_en"] = _REASONS[exc.reason]
+        else:
+            context["check"] = check
+    status = 400 if "error_code" in context else 200
+    return render(request, "household/verify.html", context, status=status)

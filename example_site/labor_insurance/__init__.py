@@ -1,0 +1,1 @@
+"""勞保局 labor-insurance lookup: certificate + ID number + birth date."""

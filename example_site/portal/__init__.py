@@ -1,0 +1,1 @@
+"""The portal shell: home page, layout, language switch and the demo card control."""

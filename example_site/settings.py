@@ -89,8 +89,11 @@ DATABASES = {
     }
 }
 
+# zh-Hant first, English second. The portal's msgids are English; its zh-Hant catalogue
+# is example_site/locale (the library's own is moica_auth/locale).
 LANGUAGE_CODE = "zh-hant"
 LANGUAGES = [("zh-hant", "繁體中文"), ("en", "English")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 USE_I18N = True
 TIME_ZONE = "Asia/Taipei"
 USE_TZ = True

@@ -3,10 +3,14 @@ registry verifier and the signed household transcripts (``example_site``)."""
 
 from __future__ import annotations
 
+import ast
 import base64
+import gettext
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -299,3 +303,57 @@ def test_rejects_a_signer_without_non_repudiation(demo_pki: DemoPKI) -> None:
 def test_rejects_an_oversized_file(demo_pki: DemoPKI) -> None:
     data = json.dumps({"format": FORMAT, "document": "x" * 300_000, "signature": ""}).encode()
     assert _reason(data, demo_pki) == "too_large"
+
+
+# --- the portal's zh-Hant catalogue ------------------------------------------------------
+
+EXAMPLE_SITE = Path(__file__).resolve().parents[1] / "example_site"
+CATALOGUE = EXAMPLE_SITE / "locale" / "zh_Hant" / "LC_MESSAGES"
+
+
+def _po_entries() -> dict[tuple[str | None, str], str]:
+    """``{(msgctxt, msgid): msgstr}`` of the committed .po (CI has no gettext tools)."""
+    entries: dict[tuple[str | None, str], str] = {}
+    text = (CATALOGUE / "django.po").read_text("utf-8")
+    for block in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        current = ""
+        for line in block.splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            keyword, _, rest = line.partition(" ")
+            if keyword in ("msgctxt", "msgid", "msgstr"):
+                current, line = keyword, rest
+            fields[current] = fields.get(current, "") + ast.literal_eval(line)
+        if fields.get("msgid"):
+            entries[(fields.get("msgctxt"), fields["msgid"])] = fields.get("msgstr", "")
+    return entries
+
+
+def test_catalogue_is_complete_and_compiled() -> None:
+    """Every msgid has a zh-Hant msgstr, and the committed .mo says the same as the .po."""
+    entries = _po_entries()
+    assert entries
+    with (CATALOGUE / "django.mo").open("rb") as mo:
+        compiled = gettext.GNUTranslations(mo)
+    for (context, msgid), msgstr in entries.items():
+        assert msgstr, f"untranslated: {msgid!r}"
+        assert sorted(re.findall(r"%\(\w+\)s", msgstr)) == sorted(
+            re.findall(r"%\(\w+\)s", msgid)
+        ), msgid
+        got = compiled.pgettext(context, msgid) if context else compiled.gettext(msgid)
+        assert got == msgstr, f".mo out of date for {msgid!r}: run compilemessages"
+
+
+def test_every_template_string_is_in_the_catalogue() -> None:
+    """Each ``{% translate "…" %}`` of the portal's templates has a catalogue entry (run
+    ``makemessages`` in example_site/ after adding one); no page uses the old inline tag."""
+    entries = _po_entries()
+    tag = re.compile(r'{%\s*translate\s+"([^"]+)"(?:\s+context\s+"([^"]+)")?\s*%}')
+    templates = sorted(EXAMPLE_SITE.glob("**/templates/**/*.html"))
+    assert templates
+    for template in templates:
+        source = template.read_text("utf-8")
+        assert "zh_en" not in source, template
+        for msgid, context in tag.findall(source):
+            assert (context or None, msgid) in entries, f"{template.name}: {msgid!r}"

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from moica_auth.decorators import moica_required
 from moica_auth.session import moica_from_request
 
 # Demo data, keyed by the certificate's subject serialNumber: one citizen has a
 # restriction (unpaid taxes), everyone else has none.
-_RESTRICTIONS: dict[str, tuple[str, str, str]] = {
-    "0000000000000022": ("財政部 北區國稅局", "欠稅", "Unpaid taxes"),
+_RESTRICTIONS: dict[str, dict[str, Promise]] = {
+    "0000000000000022": {
+        "authority": _("National Taxation Bureau of the Northern Area, Ministry of Finance"),
+        "reason": _("Unpaid taxes"),
+    },
 }
 
 

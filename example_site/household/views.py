@@ -12,6 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from example_site.household.transcripts import (
@@ -79,26 +81,18 @@ def transcript(request: HttpRequest) -> HttpResponse:
     return response
 
 
-_REASONS = {
-    "too_large": ("檔案太大。", "The file is too large."),
-    "not_a_transcript": ("這不是電子戶籍謄本檔案。", "This is not an e-transcript file."),
-    "signature_invalid": (
-        "簽章驗證失敗：檔案內容已被竄改或簽章毀損。",
-        "Signature check failed: the file was altered or its signature is broken.",
+_REASONS: dict[str, Promise] = {
+    "too_large": _("The file is too large."),
+    "not_a_transcript": _("This is not an e-transcript file."),
+    "signature_invalid": _(
+        "Signature check failed: the file was altered or its signature is broken."
     ),
-    "untrusted_issuer": (
-        "簽發者不是受信任的機關。",
-        "The issuer is not a trusted authority.",
+    "untrusted_issuer": _("The issuer is not a trusted authority."),
+    "issuer_not_valid": _(
+        "The issuer's certificate was not valid when it signed, or is not valid now."
     ),
-    "issuer_not_valid": (
-        "簽發機關的憑證在簽章時或現在已失效。",
-        "The issuer's certificate was not valid when it signed, or is not valid now.",
-    ),
-    "not_a_document_signer": (
-        "簽發者的憑證不能用於簽署文件。",
-        "The issuer's certificate may not sign documents.",
-    ),
-    "no_file": ("請選擇檔案。", "Choose a file."),
+    "not_a_document_signer": _("The issuer's certificate may not sign documents."),
+    "no_file": _("Choose a file."),
 }
 
 
@@ -119,7 +113,7 @@ def verify(request: HttpRequest) -> HttpResponse:
             )
         except TranscriptRejected as exc:
             context["error_code"] = exc.reason
-            context["error_zh"], context["error_en"] = _REASONS[exc.reason]
+            context["error_message"] = _REASONS[exc.reason]
         else:
             context["check"] = check
     status = 400 if "error_code" in context else 200

@@ -6,39 +6,33 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from example_site import runtime
 from example_site.citizens import DEMO_CITIZENS
 
 SERVICES = (
+    # (URL name, service, what its login asks for)
     (
         "labor_insurance:index",
-        "勞保局 勞工保險投保查詢",
-        "Labor insurance record",
-        "憑證＋身分證字號＋出生日期",
-        "Card + ID number + birth date",
+        _("Labor insurance record"),
+        _("Card + ID number + birth date"),
     ),
     (
         "exit_restriction:index",
-        "限制出境查詢",
-        "Restricted from leaving the country",
-        "憑證＋身分證字號",
-        "Card + ID number",
+        _("Restricted from leaving the country"),
+        _("Card + ID number"),
     ),
     (
         "household:index",
-        "電子戶籍謄本",
-        "Household-registration e-transcript",
-        "憑證＋身分證字號",
-        "Card + ID number",
+        _("Household-registration e-transcript"),
+        _("Card + ID number"),
     ),
     (
         "household:verify",
-        "驗證電子戶籍謄本（免登入）",
-        "Verify an e-transcript (public)",
-        "任何人",
-        "Anyone",
+        _("Verify an e-transcript (public)"),
+        _("Anyone"),
     ),
 )
 
@@ -56,8 +50,7 @@ def home(request: HttpRequest) -> HttpResponse:
                 state = f"{server.pin_tries_left(person.slug)}"
         cards.append({"person": person, "tries": state})
     services = [
-        {"url": reverse(name), "zh": zh, "en": en, "needs_zh": nz, "needs_en": ne}
-        for name, zh, en, nz, ne in SERVICES
+        {"url": reverse(name), "name": label, "needs": needs} for name, label, needs in SERVICES
     ]
     return render(request, "portal/home.html", {"cards": cards, "services": services})
 

@@ -242,3 +242,117 @@ def test_redis_outage_is_store_unavailable() -> None:
         store.replace(crl(1, {}))
     with pytest.raises(StoreUnavailable), store.lock("x", 1):
         pass
+
+
+# --- adversarial review ---------------------------------------------------------------
+
+
+def test_redis_missing_generation_is_store_unavailable_not_good(redis_client: redis.Redis) -> None:
+    # The current generation can vanish under the pointer: an eviction policy such as
+    # allkeys-lru, a FLUSH, an operator's DEL. Every lookup then found no entry and read
+    # "not listed" — a revoked certificate passed. It must fail closed instead.
+    store = RedisIndexStore(redis_client, prefix="t:evicted")
+    assert store.replace(crl(1, {7: _packed(1), 8: _packed(1)}))
+    assert store.read(KID_G3, 7)[0][1] is not None
+    (generation,) = redis_client.scan_iter("t:evicted:gen:*")
+    redis_client.delete(generation)
+    for serial in (7, 9):
+        with pytest.raises(StoreUnavailable) as exc:
+            store.read(KID_G3, serial)
+        assert exc.value.code == "store_unavailable"
+    # A CRL with no entries has no hash at all, and that is fine.
+    empty = RedisIndexStore(redis_client, prefix="t:evicted-empty")
+    assert empty.replace(crl(1, {}))
+    assert empty.read(KID_G3, 7)[0][1] is None
+
+
+class _CrashingWriter(RedisIndexStore):
+    """Loses part of the generation before the swap: a writer that died mid-write and a
+    retry that reused nothing, or a build hash that expired before the swap."""
+
+    def _write_generation(self, gen_key: str, entries) -> None:  # type: ignore[no-untyped-def]
+        super()._write_generation(gen_key, entries)
+        self.client.hdel(gen_key, format(next(iter(entries)), "x"))
+
+
+def test_redis_swap_refuses_an_incomplete_generation(redis_client: redis.Redis) -> None:
+    good = RedisIndexStore(redis_client, prefix="t:partial")
+    assert good.replace(crl(1, {1: _packed(1)}))
+    crashing = _CrashingWriter(redis_client, prefix="t:partial")
+    with pytest.raises(StoreUnavailable):
+        crashing.replace(crl(2, {i: _packed(2) for i in range(1, 100)}))
+    # The last good generation stays current and answers; the partial one is gone.
+    info, packed = good.read(KID_G3, 1)[0]
+    assert info.number == 1
+    assert packed is not None
+    assert len(list(redis_client.scan_iter("t:partial:gen:*"))) == 1
+
+
+def test_concurrent_replace_the_lower_number_never_wins(store: RevocationIndexStore) -> None:
+    # Two refreshers (e.g. after the refresh lock expired under a slow writer) install
+    # interleaved CRL numbers; readers must only ever see the number go up.
+    numbers = list(range(1, 61))
+    start = threading.Barrier(3)
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def writer(mine: list[int]) -> None:
+        start.wait()
+        for n in mine:
+            store.replace(crl(n, {i: _packed(n % 60) for i in range(50)}))
+
+    def reader() -> None:
+        start.wait()
+        while not stop.is_set():
+            for info, _ in store.read(KID_G3, 1):
+                seen.append(info.number)
+
+    writers = [
+        threading.Thread(target=writer, args=(numbers[0::2],)),
+        threading.Thread(target=writer, args=(list(reversed(numbers[1::2])),)),
+    ]
+    watcher = threading.Thread(target=reader)
+    for t in (*writers, watcher):
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    watcher.join()
+    info = store.info(KID_G3, COMPLETE_SCOPE)
+    assert info is not None
+    assert info.number == 60
+    assert seen == sorted(seen)
+    if isinstance(store, RedisIndexStore):
+        pattern = store.prefix.replace("[", "\\[").replace("]", "\\]") + ":gen:*"
+        assert len(list(store.client.scan_iter(pattern))) == 1
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://crl.test/a b.crl",
+        "http://crl.test:80/a.crl",
+        "http://crl.test/a.crl\r\nSET x y",
+        "http://crl.test/*",
+        "err:http://crl.test/a.crl",
+        "",
+    ],
+    ids=["space", "colon", "crlf", "glob", "key-like", "empty"],
+)
+def test_urls_are_opaque_in_key_names(store: RevocationIndexStore, url: str) -> None:
+    # Keys are binary-safe and each kind has its own literal segment (url:, err:, lock:),
+    # so no URL can name another URL's or another issuer's keys.
+    neighbour = "http://crl.test/a.crl"
+    assert store.replace(crl(1, {1: _packed(1)}, url=neighbour, scope="uri:n"))
+    assert store.replace(crl(1, {2: _packed(1)}, url=url or None, scope="uri:x"))
+    store.record_error(url, "crl_invalid: boom")
+    assert store.last_error(neighbour) is None
+    if url:
+        found = store.info_for_url(url)
+        assert found is not None
+        assert found.scope == "uri:x"
+    other = store.info_for_url(neighbour)
+    assert other is not None
+    assert other.scope == "uri:n"
+    with store.lock(f"refresh:{url}", 5) as mine, store.lock(f"refresh:{neighbour}", 5) as theirs:
+        assert mine and theirs

@@ -87,7 +87,7 @@ def read_crl(data: bytes) -> x509.CertificateRevocationList:
         if data.lstrip()[:10] == b"-----BEGIN":
             return x509.load_pem_x509_crl(data)
         return x509.load_der_x509_crl(data)
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not a ValueError
         raise CrlInvalid("not a CRL (DER or PEM)") from exc
 
 

@@ -31,15 +31,20 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import socket
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import (
     dsa,
@@ -53,6 +58,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from moica_auth.exceptions import (
     CrlInvalid,
+    MoicaAuthError,
     RevocationStale,
     RevocationUnavailable,
 )
@@ -63,6 +69,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "COMPLETE_SCOPE",
+    "DEFAULT_CRL_HASHES",
     "CrlFetcher",
     "CrlSource",
     "FetchResult",
@@ -274,7 +281,11 @@ def _entry_extensions(buf: bytes, pos: int, end: int) -> int:
         elif oid == _OID_CERT_ISSUER:
             raise CrlInvalid("indirect CRL (certificateIssuer entry extension) is not supported")
         elif oid == _OID_INVALIDITY:
-            pass  # informational only (RFC 5280 §5.3.2)
+            # Informational only (RFC 5280 §5.3.2), but it must still be what it claims
+            # to be: a Zulu GeneralizedTime. cryptography would refuse it when read.
+            tag, dstart, dend = _header(buf, vstart, vend)
+            if tag != 0x18 or dend != vend or dend - dstart != 15 or buf[dend - 1] != 0x5A:
+                raise CrlInvalid("malformed invalidityDate in CRL entry")
         elif critical:
             raise CrlInvalid("unknown critical CRL entry extension")
         pos = ext_stop
@@ -447,10 +458,17 @@ def scope_covers(
     return True
 
 
+def _escape_scope_name(name: str) -> str:
+    # "|" separates names and "#" starts the flag: escape both (and "%" itself) so that
+    # two different scopes never share a key. Ordinary URLs contain none of them and
+    # keep their plain key.
+    return name.replace("%", "%25").replace("|", "%7C").replace("#", "%23")
+
+
 def scope_key(names: Sequence[str], only_user_certs: bool, only_ca_certs: bool) -> str:
     """The index key of a scope: its distribution point names plus the cert-kind flag."""
     flag = "#user" if only_user_certs else "#ca" if only_ca_certs else ""
-    return "|".join(names) + flag
+    return "|".join(_escape_scope_name(n) for n in names) + flag
 
 
 # --- parsing --------------------------------------------------------------------------
@@ -482,11 +500,41 @@ class ParsedCrl:
 
 def _to_der(data: bytes) -> bytes:
     if data.lstrip()[:10] == b"-----BEGIN":
+        if data.count(b"-----BEGIN") != 1:
+            raise CrlInvalid("a PEM CRL file must hold exactly one CRL")
         try:
             return x509.load_pem_x509_crl(data).public_bytes(serialization.Encoding.DER)
-        except ValueError as exc:
+        except (ValueError, x509.InvalidVersion) as exc:
             raise CrlInvalid("unreadable PEM CRL") from exc
     return data
+
+
+#: Hashes a CRL signature may use by default. SHA-1 and MD5 are refused, as they are for
+#: the login signature (docs/security.md); EdDSA signs without a separate hash.
+DEFAULT_CRL_HASHES = frozenset({"sha256", "sha384", "sha512"})
+
+
+def _signature_algorithm(
+    crl: x509.CertificateRevocationList,
+) -> tuple[object, hashes.HashAlgorithm | None]:
+    """(padding / ECDSA parameters, hash) of the CRL's signatureAlgorithm.
+
+    An OID or parameters ``cryptography`` does not know raise ``UnsupportedAlgorithm``
+    or ``ValueError``, which are not :class:`CrlInvalid`; translate them here so that a
+    refresher records ``crl_invalid`` instead of crashing.
+    """
+    try:
+        params = crl.signature_algorithm_parameters
+        algorithm = crl.signature_hash_algorithm
+    except (UnsupportedAlgorithm, ValueError) as exc:
+        raise CrlInvalid("the CRL signature algorithm is not supported") from exc
+    return params, algorithm
+
+
+def _check_hash(crl: x509.CertificateRevocationList, allowed_hashes: frozenset[str]) -> None:
+    _, algorithm = _signature_algorithm(crl)
+    if algorithm is not None and algorithm.name not in allowed_hashes:
+        raise CrlInvalid(f"the CRL is signed with {algorithm.name}, which is not accepted")
 
 
 def _verify(public_key: object, crl: x509.CertificateRevocationList, tbs: memoryview) -> bool:
@@ -500,8 +548,7 @@ def _verify(public_key: object, crl: x509.CertificateRevocationList, tbs: memory
     # says bytes. A view avoids copying ~20 MB.
     data = cast(bytes, tbs)
     signature = crl.signature
-    params = crl.signature_algorithm_parameters
-    algorithm = crl.signature_hash_algorithm
+    params, algorithm = _signature_algorithm(crl)
     try:
         if isinstance(public_key, rsa.RSAPublicKey):
             if not isinstance(params, padding.PSS | padding.PKCS1v15) or algorithm is None:
@@ -594,6 +641,7 @@ def parse_crl(
     signers: Sequence[x509.Certificate] = (),
     skew: timedelta = DEFAULT_SKEW,
     url: str | None = None,
+    allowed_hashes: frozenset[str] = DEFAULT_CRL_HASHES,
 ) -> ParsedCrl:
     """Verify a CRL and index its entries (RFC 5280 §5, §6.3.3).
 
@@ -602,8 +650,10 @@ def parse_crl(
     (§5.1.1.2), issuer chosen by DN + AKI and proven by signature, cRLSign, thisUpdate
     not in the future beyond ``skew``, nextUpdate present (§5.1.2.5), a CRL number
     (§5.2.3), no delta/indirect/onlySomeReasons, no unknown critical extension on the
-    CRL or any entry (§5.2, §5.3). Staleness (``at`` past nextUpdate) is not an error
-    here: the source reports it, and a stale CRL still beats none for "revoked".
+    CRL or any entry (§5.2, §5.3), a signature hash in ``allowed_hashes`` (SHA-1 and MD5
+    are refused unless a caller opts in explicitly). Staleness (``at`` past nextUpdate)
+    is not an error here: the source reports it, and a stale CRL still beats none for
+    "revoked".
     """
     at = at or datetime.now(UTC)
     der = _to_der(data)
@@ -612,10 +662,13 @@ def parse_crl(
         raise CrlInvalid("signatureAlgorithm differs from tbsCertList signature")
     try:
         crl = x509.load_der_x509_crl(der)
+        # cryptography decodes these lazily: read each once here, where a ValueError
+        # (e.g. a malformed issuer name) becomes crl_invalid, never a crash.
         extensions = crl.extensions
+        issuer_name = crl.issuer.rfc4514_string()
         this_update = crl.last_update_utc
         next_update = crl.next_update_utc
-    except ValueError as exc:
+    except (ValueError, x509.InvalidVersion) as exc:  # InvalidVersion: not a ValueError
         raise CrlInvalid("the CRL could not be parsed") from exc
 
     number: int | None = None
@@ -632,6 +685,7 @@ def parse_crl(
         elif ext.oid not in _KNOWN_CRL_EXTENSIONS and ext.critical:
             raise CrlInvalid(f"unknown critical CRL extension {ext.oid.dotted_string}")
 
+    _check_hash(crl, allowed_hashes)
     ca, signer = _select_issuer(crl, layout.tbs, issuers, signers)
 
     if number is None or number < 0:
@@ -660,7 +714,7 @@ def parse_crl(
     return ParsedCrl(
         issuer_key_id=key_id(ca),
         signer_key_id=key_id(signer),
-        issuer_name=crl.issuer.rfc4514_string(),
+        issuer_name=issuer_name,
         number=number,
         this_update=this_update,
         next_update=next_update,
@@ -697,13 +751,82 @@ class CrlFetcher(Protocol):
     ) -> FetchResult: ...
 
 
+class _Watchdog:
+    """Shuts down every socket of one download when its overall deadline passes.
+
+    ``requests`` has no overall timeout: its read timeout applies to each socket read,
+    so a server that drips the status line or headers a byte at a time is never cut off
+    by it (``http.client`` reads those itself). Shutting the socket down from a timer
+    thread makes the blocked read return at once.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self.expired = False
+
+    def watch(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._mutex:
+            self._sockets.append(sock)
+            if self.expired:
+                self._shut(sock)
+
+    def expire(self) -> None:
+        with self._mutex:
+            self.expired = True
+            for sock in self._sockets:
+                self._shut(sock)
+
+    @staticmethod
+    def _shut(sock: socket.socket) -> None:
+        # The plain socket's shutdown, also for an SSLSocket: it acts on the descriptor
+        # and leaves the TLS object to fail on its own in the reading thread.
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+def _watched_session(watchdog: _Watchdog) -> requests.Session:
+    """A ``requests.Session`` whose new connections are registered with ``watchdog``."""
+
+    class Http(urllib3.connection.HTTPConnection):
+        def connect(self) -> None:
+            super().connect()
+            watchdog.watch(self.sock)
+
+    class Https(urllib3.connection.HTTPSConnection):
+        def connect(self) -> None:
+            super().connect()
+            watchdog.watch(self.sock)
+
+    class HttpPool(urllib3.HTTPConnectionPool):
+        ConnectionCls = Http
+
+    class HttpsPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = Https
+
+    class Adapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = {"http": HttpPool, "https": HttpsPool}
+
+    session = requests.Session()
+    session.mount("http://", Adapter())
+    session.mount("https://", Adapter())
+    return session
+
+
 class HttpCrlFetcher:
     """Fetch CRLs over HTTP(S) with ``requests``.
 
-    Timeouts on connect and on each read plus an overall deadline; the size limit is
-    enforced while streaming (a 20 MB CRL is normal, an endless body is not); a body
-    shorter than Content-Length is refused; conditional GET with If-None-Match /
-    If-Modified-Since so an unchanged CRL costs one round trip.
+    Timeouts on connect and on each read plus an overall deadline, enforced by a
+    watchdog that shuts the sockets down (a server dripping headers or body is cut
+    off); the size limit is enforced while streaming and counts decompressed bytes (a
+    20 MB CRL is normal, an endless body or a gzip bomb is not); a body shorter than
+    Content-Length is refused; conditional GET with If-None-Match / If-Modified-Since so
+    an unchanged CRL costs one round trip, and a 304 without validators is refused; at
+    most 3 redirects, http(s) only.
     """
 
     def __init__(
@@ -736,8 +859,39 @@ class HttpCrlFetcher:
         if last_modified:
             headers["If-Modified-Since"] = last_modified
         deadline = time.monotonic() + self.total_timeout
-        session = self.session or requests.Session()
+        # An injected session (tests, a proxy setup) gets the deadline checks between
+        # body reads only; our own session also gets the watchdog for the headers.
+        watchdog = _Watchdog()
+        session = self.session or _watched_session(watchdog)
         session.max_redirects = 3
+        timer = threading.Timer(self.total_timeout, watchdog.expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            result = self._get(session, url, headers, etag, last_modified, deadline)
+        except MoicaAuthError as exc:
+            if watchdog.expired:
+                raise RevocationUnavailable("CRL download took too long", url=url) from exc
+            raise
+        finally:
+            timer.cancel()
+            if self.session is None:
+                session.close()
+        if watchdog.expired:
+            # A shut-down socket reads as end of file: what "arrived" may be cut short
+            # anywhere (even mid-header, which http.client then takes as complete).
+            raise RevocationUnavailable("CRL download took too long", url=url)
+        return result
+
+    def _get(
+        self,
+        session: requests.Session,
+        url: str,
+        headers: dict[str, str],
+        etag: str | None,
+        last_modified: str | None,
+        deadline: float,
+    ) -> FetchResult:
         try:
             with session.get(
                 url,
@@ -746,6 +900,12 @@ class HttpCrlFetcher:
                 stream=True,
             ) as response:
                 if response.status_code == 304:
+                    if not (etag or last_modified):
+                        # 304 answers a conditional GET only; without validators it
+                        # carries no CRL and must not pass for "unchanged".
+                        raise RevocationUnavailable(
+                            "CRL download answered 304 to an unconditional request", url=url
+                        )
                     return FetchResult(
                         url=url, status="not_modified", etag=etag, last_modified=last_modified
                     )
@@ -760,8 +920,16 @@ class HttpCrlFetcher:
                     raise CrlInvalid("CRL larger than the configured limit", url=url)
                 chunks: list[bytes] = []
                 received = 0
-                # Small chunks so the overall deadline is checked often.
-                for chunk in response.iter_content(chunk_size=64 * 1024):
+                while True:
+                    # read1: return after one socket read, so the deadline is checked
+                    # at least every read_timeout even against a server that drips a
+                    # byte at a time (read(n) would block until n bytes arrived). With
+                    # a content coding (sent although we asked for identity) urllib3
+                    # decompresses at most 64 KiB per call, and the limit counts
+                    # decompressed bytes: a gzip bomb is cut off like an endless body.
+                    chunk = response.raw.read1(64 * 1024, decode_content=True)
+                    if not chunk:
+                        break
                     received += len(chunk)
                     if received > self.max_bytes:
                         raise CrlInvalid("CRL larger than the configured limit", url=url)
@@ -769,7 +937,7 @@ class HttpCrlFetcher:
                         raise RevocationUnavailable("CRL download took too long", url=url)
                     chunks.append(chunk)
                 # With a content coding the length counts encoded bytes; urllib3 then
-                # still refuses a short body (ChunkedEncodingError below).
+                # still refuses a short body (IncompleteRead below).
                 if expected is not None and not encoded and received != expected:
                     raise CrlInvalid("CRL download truncated", url=url)
                 return FetchResult(
@@ -779,16 +947,25 @@ class HttpCrlFetcher:
                     etag=response.headers.get("ETag"),
                     last_modified=response.headers.get("Last-Modified"),
                 )
-        except requests.exceptions.ChunkedEncodingError as exc:
-            # urllib3 raises this for a body cut short of its Content-Length.
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            urllib3.exceptions.IncompleteRead,
+        ) as exc:
+            # A body cut short of its Content-Length (or of its last chunk).
             raise CrlInvalid("CRL download truncated", url=url) from exc
-        except requests.RequestException as exc:
+        except urllib3.exceptions.ProtocolError as exc:
+            # urllib3 wraps a short body as ProtocolError("Connection broken", IncompleteRead).
+            if any(isinstance(arg, urllib3.exceptions.IncompleteRead) for arg in exc.args):
+                raise CrlInvalid("CRL download truncated", url=url) from exc
             raise RevocationUnavailable(
                 f"CRL download failed: {type(exc).__name__}", url=url
             ) from exc
-        finally:
-            if self.session is None:
-                session.close()
+        except urllib3.exceptions.DecodeError as exc:
+            raise CrlInvalid("CRL download could not be decoded", url=url) from exc
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RevocationUnavailable(
+                f"CRL download failed: {type(exc).__name__}", url=url
+            ) from exc
 
 
 # --- the revocation source ------------------------------------------------------------
@@ -811,7 +988,10 @@ class CrlSource:
        (§6.3.3 (b)) is consulted, in one atomic read;
     2. a permanent revocation in any of them is final (revocation cannot be undone);
     3. otherwise the newest CRL that is not past nextUpdate + ``grace`` answers
-       (so a hold lifted by a later CRL reads "good" again);
+       (so a hold lifted by a later CRL reads "good" again) — but only a CRL issued
+       after a hold lifts it: if a covering CRL at least as new lists a hold, the
+       answer is "hold", or :class:`RevocationStale` when that CRL is past nextUpdate
+       + ``grace``; never "good" on the word of an older CRL;
     4. covering CRLs exist but all are stale → :class:`RevocationStale`;
        none → :class:`RevocationUnavailable`.
     """
@@ -873,6 +1053,21 @@ class CrlSource:
                 "the CRL is past its nextUpdate", next_update=newest, issuer_key_id=issuer_kid
             )
         info, packed = max(fresh, key=lambda pair: (pair[0].this_update, pair[0].number))
+        # Only what remains are holds. A hold is lifted only by a CRL issued after it:
+        # a CRL at least as new as the newest current one that lists a hold beats that
+        # one's silence (a tie counts as a hold). If that CRL is itself past nextUpdate,
+        # nothing current answers: stale, never "good".
+        holds = [(i, p) for i, p in answers if p is not None and i.this_update >= info.this_update]
+        if packed is None and holds:
+            current = [(i, p) for i, p in holds if (i, p) in fresh]
+            if not current:
+                raise RevocationStale(
+                    "a CRL newer than every current one lists the certificate on hold and "
+                    "is past its nextUpdate",
+                    next_update=max(i.next_update for i, _ in holds),
+                    issuer_key_id=issuer_kid,
+                )
+            info, packed = current[0]
         if packed is not None:
             return self._answer("hold", info, decode_entry(packed))
         return CertStatus(

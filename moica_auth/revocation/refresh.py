@@ -24,8 +24,14 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from moica_auth.exceptions import ConfigurationError, CrlInvalid, MoicaAuthError
+from moica_auth.exceptions import (
+    ConfigurationError,
+    CrlInvalid,
+    MoicaAuthError,
+    RevocationUnavailable,
+)
 from moica_auth.revocation.crl import (
+    DEFAULT_CRL_HASHES,
     DEFAULT_SKEW,
     CrlFetcher,
     CrlSource,
@@ -103,6 +109,7 @@ class CrlRefresher:
         lock_ttl: float = 300.0,
         skew: timedelta = DEFAULT_SKEW,
         clock: Callable[[], datetime] | None = None,
+        allowed_hashes: frozenset[str] = DEFAULT_CRL_HASHES,
     ) -> None:
         self.fetcher = fetcher
         self.store = store
@@ -119,6 +126,7 @@ class CrlRefresher:
         self._checked: dict[str, datetime] = {}
         self.lock_ttl = lock_ttl
         self.skew = skew
+        self.allowed_hashes = allowed_hashes
         self.clock = clock or (lambda: datetime.now(UTC))
 
     def is_due(self, info: CrlInfo | None, now: datetime, url: str | None = None) -> bool:
@@ -173,6 +181,14 @@ class CrlRefresher:
                     last_modified=cached.last_modified if cached else None,
                 )
                 if fetched.status == "not_modified":
+                    if cached is None:
+                        # Nothing of this URL is installed, so nothing was asked
+                        # conditionally: a 304 (from a custom fetcher) proves nothing.
+                        raise RevocationUnavailable(
+                            "the CRL server answered 'not modified' but nothing from this "
+                            "URL is installed",
+                            url=url,
+                        )
                     self.store.clear_error(url)
                     return RefreshOutcome(url=url, outcome="not_modified", info=current)
                 if (
@@ -190,6 +206,7 @@ class CrlRefresher:
                     at=now,
                     skew=self.skew,
                     url=url,
+                    allowed_hashes=self.allowed_hashes,
                 )
             except MoicaAuthError as exc:
                 return self._failed(url, exc, now, current, "failed")

@@ -287,11 +287,19 @@ class MemoryIndexStore:
 # Switch the pointer only if the new CRL number is higher. Numbers are compared as
 # zero-padded decimal strings: CRL numbers reach 20 octets (RFC 5280 §5.2.3), beyond
 # Lua's doubles. The new hash was written with an expiry (so a crashed writer leaves
-# no garbage); PERSIST makes it permanent as it becomes current.
+# no garbage); PERSIST makes it permanent as it becomes current. A generation that is
+# not complete (HLEN differs from the entry count: lost writes, or the build expiry hit
+# before the swap) is never made current: readers would take its gaps for "not listed".
+# The old generation is unlinked in the same script, so a writer that dies right after
+# the swap leaves no permanent garbage (readers use scripts too, so none still reads it).
 _SWAP = """
 local cur = redis.call('GET', KEYS[1])
 if cur then
   if cjson.decode(cur)['n'] >= ARGV[1] then return false end
+end
+local count = tonumber(ARGV[6])
+if count > 0 and redis.call('HLEN', KEYS[2]) ~= count then
+  return redis.error_reply('moica: incomplete CRL generation, not installed')
 end
 redis.call('PERSIST', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[2])
@@ -301,18 +309,25 @@ if ARGV[5] ~= '' then
   redis.call('SET', KEYS[5], ARGV[5])
   redis.call('DEL', KEYS[6])
 end
-if cur then return cjson.decode(cur)['gen'] end
-return ''
+if cur then redis.call('UNLINK', ARGV[7] .. cjson.decode(cur)['gen']) end
+return 1
 """
 
 # Pointer and entry read together, so a reader never pairs one generation's info with
-# another's entries, and never reads a hash that was just deleted.
+# another's entries, and never reads a hash that was just deleted. A pointer whose hash
+# is gone (evicted under allkeys-lru, flushed, deleted by hand) is an error, never
+# "not listed": without the hash every revoked certificate would read as good.
 _READ = """
 local out = {}
 for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   local p = redis.call('GET', ARGV[1] .. s)
   if p then
-    local e = redis.call('HGET', ARGV[2] .. cjson.decode(p)['gen'], ARGV[3])
+    local d = cjson.decode(p)
+    local g = ARGV[2] .. d['gen']
+    local e = redis.call('HGET', g, ARGV[3])
+    if not e and d['entries'] > 0 and redis.call('EXISTS', g) == 0 then
+      return redis.error_reply('moica: the current CRL generation is missing')
+    end
     out[#out + 1] = p
     out[#out + 1] = e or ''
   end
@@ -386,29 +401,35 @@ class RedisIndexStore:
             current = self.client.get(self._k("ptr", parsed.issuer_key_id, parsed.scope))
             if current is not None and json.loads(current)["n"] >= number:
                 return False  # cheap early refusal; the script re-checks atomically
-            self._write_generation(gen_key, parsed.entries)
-            old = self._swap(
-                keys=[
-                    self._k("ptr", parsed.issuer_key_id, parsed.scope),
-                    gen_key,
-                    self._k("scopes", parsed.issuer_key_id),
-                    self._k("kids"),
-                    self._k("url", parsed.url or ""),
-                    self._k("err", parsed.url or ""),
-                ],
-                args=[
-                    number,
-                    pointer,
-                    parsed.scope,
-                    parsed.issuer_key_id,
-                    json.dumps([parsed.issuer_key_id, parsed.scope]) if parsed.url else "",
-                ],
-            )
+            try:
+                self._write_generation(gen_key, parsed.entries)
+                old = self._swap(
+                    keys=[
+                        self._k("ptr", parsed.issuer_key_id, parsed.scope),
+                        gen_key,
+                        self._k("scopes", parsed.issuer_key_id),
+                        self._k("kids"),
+                        self._k("url", parsed.url or ""),
+                        self._k("err", parsed.url or ""),
+                    ],
+                    args=[
+                        number,
+                        pointer,
+                        parsed.scope,
+                        parsed.issuer_key_id,
+                        json.dumps([parsed.issuer_key_id, parsed.scope]) if parsed.url else "",
+                        str(len(parsed.entries)),
+                        self._k("gen", ""),
+                    ],
+                )
+            except redis.RedisError:
+                # Best effort: the build expiry removes it otherwise.
+                with contextlib.suppress(redis.RedisError):
+                    self.client.unlink(gen_key)
+                raise
             if old is None:
                 self.client.unlink(gen_key)
                 return False
-            if old:
-                self.client.unlink(self._k("gen", old.decode()))
             return True
         except redis.RedisError as exc:
             raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc

@@ -12,6 +12,8 @@ IDs (``moica_auth.E00x`` errors, ``moica_auth.W00x`` warnings):
   or without them;
 * E007 ``moica_auth.backends.MoicaBackend`` missing from ``AUTHENTICATION_BACKENDS``;
 * W003 ``MOICA_AUTH_HASH_KEY`` derived from ``SECRET_KEY``;
+* E008 ``MoicaConfirmationVerifier`` listed in ``MOICA_AUTH_VERIFIERS`` while
+  ``MOICA_AUTH_CONFIRMATION`` is missing, incomplete or unreadable;
 * W005 ``SecurityMiddleware`` sends ``Cross-Origin-Opener-Policy: same-origin``, which cuts
   the HiPKI popup off from pages that render the login box.
 """
@@ -228,6 +230,79 @@ def _check_opener_policy() -> list[CheckMessage]:
     ]
 
 
+def _lists_confirmation_verifier() -> bool:
+    """Whether a ``MOICA_AUTH_VERIFIERS`` entry is the confirmation verifier *class*
+    (a ready verifier object brings its own client)."""
+    import inspect
+
+    from django.utils.module_loading import import_string
+
+    from moica_auth.identity.verifiers import MoicaConfirmationVerifier
+
+    for path in app_settings.VERIFIERS:
+        try:
+            target = import_string(str(path))
+        except ImportError:
+            continue  # reported when the verifiers are loaded
+        if inspect.isclass(target) and issubclass(target, MoicaConfirmationVerifier):
+            return True
+    return False
+
+
+def _check_confirmation() -> list[CheckMessage]:
+    from moica_auth.conf import CONFIRMATION_KEYS, CONFIRMATION_REQUIRED_KEYS
+
+    if not _lists_confirmation_verifier():
+        return []
+    hint = (
+        "Set MOICA_AUTH_CONFIRMATION = {'url': …, 'client_cert': …, 'client_key': …, "
+        "'service_cert': …} (see docs/integration.md), or remove MoicaConfirmationVerifier "
+        "from MOICA_AUTH_VERIFIERS."
+    )
+    try:
+        config = app_settings.CONFIRMATION
+    except MoicaAuthError as exc:
+        return [Error(f"{exc.detail}.", hint=hint, id="moica_auth.E008")]
+    if config is None:
+        return [
+            Error(
+                "MoicaConfirmationVerifier is in MOICA_AUTH_VERIFIERS but "
+                "MOICA_AUTH_CONFIRMATION is not set: every login asking for personal data "
+                "would be refused.",
+                hint=hint,
+                id="moica_auth.E008",
+            )
+        ]
+    missing = sorted(CONFIRMATION_REQUIRED_KEYS - {k for k, v in config.items() if v})
+    unknown = sorted(set(config) - CONFIRMATION_KEYS)
+    if missing or unknown:
+        what = (f"lacks {missing}" if missing else "") + (
+            f"{' and ' if missing else ''}has unknown keys {unknown}" if unknown else ""
+        )
+        return [Error(f"MOICA_AUTH_CONFIRMATION {what}.", hint=hint, id="moica_auth.E008")]
+    try:
+        from moica_auth.identity.confirmation import client_from_config
+
+        client_from_config(config)
+    except MoicaAuthError as exc:
+        return [
+            Error(
+                f"MOICA_AUTH_CONFIRMATION cannot be used ({exc.detail}).",
+                hint=hint,
+                id="moica_auth.E008",
+            )
+        ]
+    except ImportError:
+        return [
+            Error(
+                "The MOICA ID confirmation client needs the optional packages signxml and lxml.",
+                hint="Install signxml (>= 5) and lxml.",
+                id="moica_auth.E008",
+            )
+        ]
+    return []
+
+
 @register(Tags.security, deploy=False)
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     """All ``moica_auth`` configuration checks."""
@@ -238,6 +313,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages += _check_redis()
     messages += _check_middleware()
     messages += _check_backend()
+    messages += _check_confirmation()
     messages += _check_hash_key()
     messages += _check_opener_policy()
     return messages

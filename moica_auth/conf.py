@@ -13,16 +13,27 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, TypedDict, cast
 
 from cryptography import x509
 from django.conf import settings
 from django.utils.module_loading import import_string
 
-__all__ = ["PREFIX", "AppSettings", "RateLimits", "app_settings"]
+from moica_auth.exceptions import ConfigurationError
+
+__all__ = [
+    "CONFIRMATION_KEYS",
+    "CONFIRMATION_REQUIRED_KEYS",
+    "PREFIX",
+    "AppSettings",
+    "ConfirmationSettings",
+    "RateLimits",
+    "app_settings",
+]
 
 PREFIX = "MOICA_AUTH_"
 
@@ -44,7 +55,8 @@ DEFAULT_REVOCATION: dict[str, Any] = {
 
 #: Defaults of ``MOICA_AUTH_RATE_LIMIT``: like the card itself (3 wrong PINs lock it),
 #: 3 failed logins with one certificate lock that certificate for 15 minutes, and one
-#: client address may fail 20 times per 15 minutes.
+#: client address may fail 20 times per 15 minutes and ask for 300 challenges per 5
+#: minutes (each challenge is a record in the shared store until it expires).
 DEFAULT_RATE_LIMIT: dict[str, int] = {
     "cert_failures": 3,
     "cert_window": 900,
@@ -52,6 +64,8 @@ DEFAULT_RATE_LIMIT: dict[str, int] = {
     "ip_failures": 20,
     "ip_window": 900,
     "ip_lock": 900,
+    "ip_challenges": 300,
+    "ip_challenge_window": 300,
 }
 
 
@@ -65,6 +79,31 @@ class RateLimits:
     ip_failures: int
     ip_window: int
     ip_lock: int
+    ip_challenges: int = 300
+    ip_challenge_window: int = 300
+
+
+class ConfirmationSettings(TypedDict, total=False):
+    """``MOICA_AUTH_CONFIRMATION``: the MOICA ID confirmation service (身分確認服務).
+
+    Read by :func:`moica_auth.identity.confirmation.client_from_config`; ``url``,
+    ``client_cert``, ``client_key`` and ``service_cert`` are required.
+    """
+
+    url: str  # https:// (plain http only to loopback: the test server)
+    client_cert: str | bytes | Path | x509.Certificate  # path, PEM/DER bytes, PEM text
+    client_key: str | bytes | Path | Any  # path, PEM/DER bytes, PEM text or a key object
+    client_key_password: str | bytes | None
+    service_cert: str | bytes | Path | x509.Certificate  # the service's signer, pinned
+    timeout: float  # seconds, default 10
+    client_id: str  # default: SHA-1 thumbprint of client_cert
+
+
+#: Keys of ``MOICA_AUTH_CONFIRMATION`` (those ``client_from_config`` accepts).
+CONFIRMATION_KEYS: frozenset[str] = frozenset(ConfirmationSettings.__annotations__)
+CONFIRMATION_REQUIRED_KEYS: frozenset[str] = frozenset(
+    {"url", "client_cert", "client_key", "service_cert"}
+)
 
 
 def _get(name: str, default: Any) -> Any:
@@ -168,6 +207,23 @@ class AppSettings:
         return tuple(_get("VERIFIERS", DEFAULT_VERIFIERS))
 
     @property
+    def CONFIRMATION(self) -> ConfirmationSettings | None:
+        """The MOICA ID confirmation service: ``url``, ``client_cert``, ``client_key``,
+        ``client_key_password``, ``service_cert``, ``timeout``, ``client_id``.
+
+        Given to :class:`~moica_auth.identity.verifiers.MoicaConfirmationVerifier` when it
+        is listed in ``VERIFIERS``; ``None`` (default) when not configured. Anything but
+        a mapping raises :class:`ConfigurationError` (system check ``moica_auth.E008``).
+        The keys and values are checked when the client is built.
+        """
+        value = _get("CONFIRMATION", None)
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise ConfigurationError("MOICA_AUTH_CONFIRMATION must be a dict")
+        return cast(ConfirmationSettings, {str(k): v for k, v in value.items()})
+
+    @property
     def REQUIRED_FIELDS(self) -> frozenset[str]:
         """Personal fields every login must verify (default none: the card alone)."""
         return frozenset(_get("REQUIRED_FIELDS", ()))
@@ -175,8 +231,13 @@ class AppSettings:
     @property
     def RATE_LIMIT(self) -> RateLimits:
         merged = dict(DEFAULT_RATE_LIMIT)
-        merged.update(dict(_get("RATE_LIMIT", {})))
-        return RateLimits(**{k: int(v) for k, v in merged.items()})
+        try:
+            merged.update(dict(_get("RATE_LIMIT", {})))
+            return RateLimits(**{k: int(v) for k, v in merged.items()})
+        except (TypeError, ValueError) as exc:
+            raise ConfigurationError(
+                f"MOICA_AUTH_RATE_LIMIT takes integer values for {sorted(DEFAULT_RATE_LIMIT)}"
+            ) from exc
 
     @property
     def CLIENT_IP_HEADER(self) -> str | None:

@@ -13,6 +13,9 @@ Otherwise a browser is redirected to the login page (``MOICA_AUTH_LOGIN_URL``, d
 *step-up*: the citizen signs again and types only what is missing. A JSON request gets
 ``401`` (no card login) or ``403`` (step-up needed) with ``{"ok": false, "code", "message",
 "fields", "login_url"}``.
+
+Both work on ``async def`` views (and async class-based views): the check, which reads
+the session and the user from the database, then runs in a thread (``sync_to_async``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
+from asgiref.sync import iscoroutinefunction, sync_to_async
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import resolve_url
 from django.utils.translation import gettext as _
@@ -93,18 +97,39 @@ def _refuse(request: HttpRequest, logged_in: bool, missing: list[str]) -> HttpRe
     return HttpResponseRedirect(target)
 
 
+def _refusal(
+    request: HttpRequest, fields: Iterable[str], max_age: float | None
+) -> HttpResponse | None:
+    """The redirect / JSON refusal for ``request``, or ``None`` when it may pass."""
+    missing = missing_requirements(request, fields=fields, max_age=max_age)
+    return _refuse(request, *missing) if missing is not None else None
+
+
 def moica_required(
     fields: Iterable[str] = (), max_age: float | None = None
 ) -> Callable[[_ViewFunc], _ViewFunc]:
-    """Decorator: require a card login with ``fields`` verified within ``max_age`` s."""
+    """Decorator: require a card login with ``fields`` verified within ``max_age`` s.
+
+    Works on sync and ``async def`` views."""
     wanted = _check_fields(fields)
 
     def decorator(view: _ViewFunc) -> _ViewFunc:
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def awrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+                refusal = await sync_to_async(_refusal)(request, wanted, max_age)
+                if refusal is not None:
+                    return refusal
+                return await view(request, *args, **kwargs)  # type: ignore[no-any-return]
+
+            return awrapped  # type: ignore[return-value]
+
         @functools.wraps(view)
         def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-            refusal = missing_requirements(request, fields=wanted, max_age=max_age)
+            refusal = _refusal(request, wanted, max_age)
             if refusal is not None:
-                return _refuse(request, *refusal)
+                return refusal
             return view(request, *args, **kwargs)
 
         return wrapped  # type: ignore[return-value]
@@ -118,10 +143,17 @@ class MoicaRequiredMixin:
     moica_fields: Iterable[str] = ()
     moica_max_age: float | None = None
 
-    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        refusal = missing_requirements(
-            request, fields=self.moica_fields, max_age=self.moica_max_age
-        )
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        if getattr(self, "view_is_async", False):
+            return self._adispatch(request, *args, **kwargs)
+        refusal = _refusal(request, self.moica_fields, self.moica_max_age)
         if refusal is not None:
-            return _refuse(request, *refusal)
-        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc, no-any-return]
+            return refusal
+        return super().dispatch(request, *args, **kwargs)  # type: ignore[misc]
+
+    async def _adispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # An async view (``View.view_is_async``): dispatch must return a coroutine.
+        refusal = await sync_to_async(_refusal)(request, self.moica_fields, self.moica_max_age)
+        if refusal is not None:
+            return refusal
+        return await super().dispatch(request, *args, **kwargs)  # type: ignore[misc, no-any-return]

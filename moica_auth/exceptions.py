@@ -41,9 +41,11 @@ __all__ = [
     "ConfigurationError",
     "ContentMismatch",
     "CrlInvalid",
+    "CsrfFailed",
     "FieldRequired",
     "IdNumberInvalid",
     "IdNumberMismatch",
+    "LoginUnavailable",
     "MalformedCertificate",
     "MalformedRequest",
     "MalformedSignature",
@@ -118,6 +120,15 @@ class RequestTooLarge(MoicaAuthError):
 class FieldRequired(MoicaAuthError):
     code = "field_required"
     default_message = _("A required field is missing.")
+
+
+class CsrfFailed(MoicaAuthError):
+    """Django's CSRF check refused the request: no or a stale CSRF cookie/token, or an
+    ``Origin``/``Referer`` of another site. Reloading the page gets a fresh token."""
+
+    code = "csrf_failed"
+    default_message = _("The login request has expired. Please try again.")
+    http_status = 403
 
 
 class ConfigurationError(MoicaAuthError):
@@ -344,6 +355,15 @@ class StoreUnavailable(MoicaAuthError):
     """The shared store (Redis) cannot be reached; logins fail closed."""
 
     code = "store_unavailable"
+    default_message = _("The login service is temporarily unavailable. Please try again later.")
+    http_status = 503
+
+
+class LoginUnavailable(MoicaAuthError):
+    """Something unexpected failed on the server (a bug, a database error); the login is
+    refused rather than answered with an HTML 500. Logs name only the exception type."""
+
+    code = "login_unavailable"
     default_message = _("The login service is temporarily unavailable. Please try again later.")
     http_status = 503
 

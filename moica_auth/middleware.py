@@ -6,7 +6,8 @@
   the session: it is public) is validated again (RFC 5280 §6) with revocation (RFC 6960 /
   RFC 5280 §6.3). A certificate revoked, suspended (certificateHold) or expired since the
   login logs the user out. When no status can be obtained the session continues and the
-  next check is due after another interval (the login itself failed closed already).
+  next check is due after another interval (the login itself failed closed already); an
+  unexpected exception (a bug) logs the user out.
 
 The middleware is sync and async capable (Django "Asynchronous support" for middleware)
 and must come after ``SessionMiddleware`` and ``AuthenticationMiddleware``; it raises
@@ -93,6 +94,13 @@ def recheck_session(request: HttpRequest) -> bool:
         data["last_check"] = now.isoformat()
         request.session[SESSION_KEY] = data
         return True
+    except Exception as exc:
+        # A bug, not an outage: it may be this very certificate that triggers it, so
+        # fail closed (log out) rather than keep a session nobody could re-check, and
+        # rather than answer every request of the session with a 500.
+        logger.error("moica session re-check failed unexpectedly: %s", type(exc).__name__)
+        logout(request)
+        return False
     data["last_check"] = now.isoformat()
     if result is not None:
         checked = getattr(result, "checked_at", None) or now
@@ -133,13 +141,19 @@ class MoicaMiddleware:
                     f"{MIDDLEWARE_PATH} requires {needed} before it in MIDDLEWARE."
                 )
 
-    def _process(self, request: HttpRequest) -> None:
+    def _process(self, request: HttpRequest, *, eager: bool = False) -> None:
         if not hasattr(request, "user") or not hasattr(request, "session"):
             raise ImproperlyConfigured(
                 f"{MIDDLEWARE_PATH} requires {SESSION_MW} and {AUTH_MW} before it in MIDDLEWARE."
             )
         recheck_session(request)
-        request.moica = SimpleLazyObject(lambda: moica_from_request(request))  # type: ignore[attr-defined]
+        if eager:
+            # Async stack: build it here, in a thread, because reading the session and
+            # the user queries the database, which an async view must not do directly.
+            moica = moica_from_request(request)
+            request.moica = moica  # type: ignore[attr-defined]
+        else:
+            request.moica = SimpleLazyObject(lambda: moica_from_request(request))  # type: ignore[attr-defined]
 
     def __call__(self, request: HttpRequest) -> Any:
         if self._async:
@@ -148,7 +162,7 @@ class MoicaMiddleware:
         return self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        await sync_to_async(self._process)(request)
+        await sync_to_async(self._process)(request, eager=True)
         response = self.get_response(request)
         assert not isinstance(response, HttpResponse)  # noqa: S101 - async chain
         return await response

@@ -2,10 +2,13 @@
 
 :func:`get_services` returns one :class:`Services` per process: the shared store, the
 challenge service, the login verifier (trust store, chain policy, revocation), the rate
-limiter and the personal-data verifiers. Building a trust store parses certificates and
-may query the database, so the result is cached; :func:`reset_services` drops it and is
-called when a ``MOICA_AUTH_*`` setting changes (tests) and when a
-:class:`~moica_auth.models.TrustAnchor` is saved or deleted (see :mod:`moica_auth.signals`).
+limiter and the personal-data verifiers (the MOICA confirmation verifier gets
+``MOICA_AUTH_CONFIRMATION``). Building a trust store parses certificates and may query
+the database, so the result is cached; :func:`reset_services` drops it and is called
+when a ``MOICA_AUTH_*`` setting changes (tests) and when a
+:class:`~moica_auth.models.TrustAnchor` is saved or deleted (see :mod:`moica_auth.signals`);
+each use also compares the enabled database anchors with those the cache was built from,
+so a change made by another process applies too.
 
 The effective trust store is the settings anchors plus the enabled database anchors
 (RFC 5280 §6.1.1 (d): the relying party's choice of trust anchors).
@@ -58,6 +61,7 @@ class Services:
 
 _lock = threading.Lock()
 _services: Services | None = None
+_anchor_state: tuple[tuple[str, bool], ...] | None = None
 
 
 def load_certificate_setting(
@@ -204,12 +208,21 @@ def _build_verifier(trust: TrustStore, revocation: Any) -> Any:
 
 
 def _load_personal_verifiers(paths: Sequence[str]) -> tuple[Any, ...]:
+    """The ``MOICA_AUTH_VERIFIERS``; a verifier class whose constructor takes
+    ``confirmation`` (:class:`~moica_auth.identity.verifiers.MoicaConfirmationVerifier`)
+    gets ``MOICA_AUTH_CONFIRMATION``. Without that setting it refuses to load
+    (``ConfigurationError``): the login fails closed and system check E008 says why."""
     from moica_auth.identity.verifiers import load_verifiers
 
-    return tuple(load_verifiers(list(paths)))
+    confirmation = app_settings.CONFIRMATION
+    kwargs: dict[str, Any] = {}
+    if confirmation is not None:
+        kwargs["confirmation"] = confirmation
+    return tuple(load_verifiers(list(paths), **kwargs))
 
 
-def _build() -> Services:
+def _build() -> tuple[Services, tuple[tuple[str, bool], ...]]:
+    """The services, and the database anchor state they were built from."""
     origin = app_settings.ORIGIN
     if not origin:
         raise ConfigurationError("MOICA_AUTH_ORIGIN is not set")
@@ -222,9 +235,11 @@ def _build() -> Services:
         binding_key=app_settings.HASH_KEY,
         clock=clock,
     )
+    # Read before the trust store: a change in between makes the next call rebuild.
+    state = database_anchor_state()
     trust = trust_store()
     revocation = _build_revocation(store, trust)
-    return Services(
+    services = Services(
         store=store,
         challenges=challenges,
         verifier=_build_verifier(trust, revocation),
@@ -234,22 +249,42 @@ def _build() -> Services:
         personal_verifiers=_load_personal_verifiers(app_settings.VERIFIERS),
         clock=clock,
     )
+    return services, state
+
+
+def database_anchor_state() -> tuple[tuple[str, bool], ...]:
+    """(fingerprint, is_root) of the enabled database anchors: one small query.
+
+    The signals that reset the cache reach only the process where a row changed; an
+    anchor disabled in the admin of another worker, or removed with ``manage.py
+    moica_trust`` (another process altogether), would otherwise stay trusted here until
+    a restart. Comparing this state on every use closes that gap.
+    """
+    from moica_auth.models import TrustAnchor
+
+    try:
+        rows = TrustAnchor.objects.filter(enabled=True).order_by("pk")
+        return tuple((str(sha), bool(root)) for sha, root in rows.values_list("sha256", "is_root"))
+    except DatabaseError:
+        return ()
 
 
 def get_services() -> Services:
-    """The cached :class:`Services`; raises ``ConfigurationError`` when misconfigured."""
-    global _services
+    """The cached :class:`Services`, rebuilt when the enabled database anchors changed
+    (in any process); raises ``ConfigurationError`` when misconfigured."""
+    global _services, _anchor_state
     current = _services
-    if current is not None:
+    if current is not None and database_anchor_state() == _anchor_state:
         return current
     with _lock:
-        if _services is None:
-            _services = _build()
+        if _services is None or _services is current:
+            _services, _anchor_state = _build()
         return _services
 
 
 def reset_services(**_: Any) -> None:
     """Forget the cached services (settings or trust anchors changed)."""
-    global _services
+    global _services, _anchor_state
     with _lock:
         _services = None
+        _anchor_state = None

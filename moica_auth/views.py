@@ -26,17 +26,21 @@ import logging
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes, serialization
 from django.contrib.auth import authenticate, login, logout
 from django.core.exceptions import BadRequest, SuspiciousOperation
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render, resolve_url
+from django.utils.decorators import decorator_from_middleware
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.csrf import csrf_protect, ensure_csrf_cookie
+from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from moica_auth import signals
@@ -46,7 +50,9 @@ from moica_auth.challenge import Challenge
 from moica_auth.conf import app_settings
 from moica_auth.exceptions import (
     AccountUnavailable,
+    CsrfFailed,
     FieldRequired,
+    LoginUnavailable,
     MalformedRequest,
     MoicaAuthError,
     NonceMismatch,
@@ -88,9 +94,24 @@ _BACKEND = "moica_auth.backends.MoicaBackend"
 # --- helpers ----------------------------------------------------------------------------
 
 
+class _JsonCsrfMiddleware(CsrfViewMiddleware):
+    """Django's CSRF check, unchanged, answering a refusal as JSON ``403 csrf_failed``
+    (the login endpoints are called by script, which cannot read Django's HTML page)."""
+
+    def _reject(self, request: HttpRequest, reason: str) -> HttpResponse:
+        logger.info("moica request refused by the CSRF check: %s", reason)
+        return _error_response(CsrfFailed(reason))
+
+
+#: ``csrf_protect`` with a JSON refusal. The views also carry ``csrf_exempt`` so that the
+#: project's ``CsrfViewMiddleware`` leaves the (same) check to this decorator.
+_json_csrf_protect = decorator_from_middleware(_JsonCsrfMiddleware)
+
+
 def client_ip(request: HttpRequest) -> str | None:
     """The client address: ``REMOTE_ADDR``, or ``MOICA_AUTH_CLIENT_IP_HEADER`` when set
-    (only behind a proxy that sets it). Anything that is not an IP is ``None``.
+    (only behind a proxy that sets it) and it holds an address; ``None`` only when
+    neither does. An IPv4-mapped IPv6 address is given as the IPv4 address.
 
     For a list header (``X-Forwarded-For``) the right-most entry is used: it is the one
     the trusted proxy appended; entries to its left come from the client and could be
@@ -99,14 +120,22 @@ def client_ip(request: HttpRequest) -> str | None:
     header = app_settings.CLIENT_IP_HEADER
     raw = request.META.get(header) if header else None
     if isinstance(raw, str) and raw.strip():
-        raw = raw.split(",")[-1]
-    else:
-        # No header: the request did not come through the proxy; use the socket peer.
-        raw = request.META.get("REMOTE_ADDR", "")
+        found = _parse_ip(raw.split(",")[-1])
+        if found is not None:
+            return found
+    # No header (the request did not come through the proxy), or one that holds no
+    # address: the socket peer. Never "no address", which would switch the limit off.
+    return _parse_ip(request.META.get("REMOTE_ADDR", ""))
+
+
+def _parse_ip(raw: object) -> str | None:
     try:
-        return str(ipaddress.ip_address(str(raw).strip()))
+        address = ipaddress.ip_address(str(raw).strip())
     except ValueError:
         return None
+    # ::ffff:a.b.c.d (a dual-stack socket) is the IPv4 client a.b.c.d.
+    mapped = address.ipv4_mapped if isinstance(address, ipaddress.IPv6Address) else None
+    return str(mapped or address)
 
 
 def _wants_json(request: HttpRequest) -> bool:
@@ -115,17 +144,32 @@ def _wants_json(request: HttpRequest) -> bool:
 
 
 def _error_response(exc: MoicaAuthError) -> JsonResponse:
-    response = JsonResponse(exc.as_dict(), status=exc.http_status)
+    body = exc.as_dict()
+    if exc.http_status >= 500:
+        # Server-side trouble: what an upstream said (a confirmation service's HTTP
+        # status or error code, a responder's detail) is for the logs, not the client.
+        body = {key: body[key] for key in ("ok", "code", "message")}
+    response = JsonResponse(body, status=exc.http_status)
     if isinstance(exc, TooManyAttempts) and "retry_after" in exc.data:
         response["Retry-After"] = str(int(exc.data["retry_after"]))
     return response
 
 
 def _safe_next(request: HttpRequest, candidate: str | None) -> str:
-    if candidate and url_has_allowed_host_and_scheme(
-        candidate, allowed_hosts={request.get_host()}, require_https=request.is_secure()
-    ):
-        return candidate
+    """``candidate`` when it stays on this site, else ``MOICA_AUTH_LOGIN_REDIRECT``.
+
+    Django's ``url_has_allowed_host_and_scheme`` (no other host, no scheme but http(s),
+    no ``//``, ``\\`` or control-character tricks), with the host and scheme of
+    ``MOICA_AUTH_ORIGIN``, the one site challenges are issued for, rather than the
+    request's ``Host`` header, which the client writes (and which ``ALLOWED_HOSTS = ["*"]``
+    would let through).
+    """
+    if candidate:
+        origin = urlsplit(app_settings.ORIGIN or "")
+        hosts = {origin.netloc} if origin.netloc else set()
+        secure = origin.scheme == "https" if origin.scheme else request.is_secure()
+        if url_has_allowed_host_and_scheme(candidate, allowed_hosts=hosts, require_https=secure):
+            return candidate
     return resolve_url(app_settings.LOGIN_REDIRECT)
 
 
@@ -160,6 +204,16 @@ class LoginInput:
     fields: frozenset[str]
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` refusing a key given twice (RFC 8259 §4: names SHOULD be
+    unique; parsers disagree on which one wins, so a proxy or WAF in front of the site
+    could see another request than this view). Like a form field sent twice."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise MalformedRequest("a JSON member was sent more than once")
+    return out
+
+
 def _read_body(request: HttpRequest) -> dict[str, Any]:
     limit = app_settings.MAX_BODY_BYTES
     try:
@@ -175,7 +229,7 @@ def _read_body(request: HttpRequest) -> dict[str, Any]:
             if len(body) > limit:
                 raise RequestTooLarge(f"body exceeds {limit} bytes")
             try:
-                data = json.loads(body.decode("utf-8"))
+                data = json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
             except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                 raise MalformedRequest("body is not valid JSON") from None
             if not isinstance(data, dict):
@@ -265,9 +319,28 @@ def _verify_personal_data(
         verifiers=services.personal_verifiers,
     )
     id_hash = None
-    if id_number is not None and "id_number" in verified:
+    if id_number is not None and "id_number" in verified and _binds_id_number(services):
         id_hash = id_number_hash(id_number, key=app_settings.HASH_KEY)
     return frozenset(verified), id_hash
+
+
+def _binds_id_number(services: Services) -> bool:
+    """Whether a verified ID number may key the account (``CitizenIdentity.id_hash``).
+
+    Only when a verifier other than :class:`CertificateLast4Verifier` confirms the
+    number (a registry, the MOICA confirmation service): every verifier providing a
+    posted field runs and none may fail, so such a verifier confirmed it. The last-four
+    check alone shows only that the number is *consistent* with the card; binding on it
+    would hand the account of whoever owns that number to anyone whose own card ends
+    in the same four characters.
+    """
+    from moica_auth.identity.verifiers import CertificateLast4Verifier
+
+    return any(
+        "id_number" in getattr(verifier, "provides", ())
+        and not isinstance(verifier, CertificateLast4Verifier)
+        for verifier in services.personal_verifiers
+    )
 
 
 def _check_signed_nonce(signed: bytes | None, challenge: Challenge) -> None:
@@ -388,13 +461,16 @@ def session_view(request: HttpRequest) -> JsonResponse:
 
 
 @never_cache
-@csrf_protect
+@csrf_exempt
+@_json_csrf_protect
 @require_POST
 def challenge_view(request: HttpRequest) -> JsonResponse:
     """``POST challenge/``: issue a challenge bound to this session (created if needed)."""
     try:
         services = get_services()
-        services.limiter.check(ip=client_ip(request))
+        ip = client_ip(request)
+        services.limiter.check(ip=ip)
+        services.limiter.challenge_issued(ip=ip)
         # The challenge is bound to the session key, so the session must exist now;
         # a non-empty session is also what makes SessionMiddleware send the cookie.
         request.session[PENDING_KEY] = True
@@ -403,6 +479,9 @@ def challenge_view(request: HttpRequest) -> JsonResponse:
         challenge = services.challenges.issue(session_id=request.session.session_key or "")
     except MoicaAuthError as exc:
         return _error_response(exc)
+    except Exception as exc:  # a bug or a session-store failure: JSON, not an HTML 500
+        logger.error("moica challenge failed unexpectedly: %s", type(exc).__name__)
+        return _error_response(LoginUnavailable(type(exc).__name__))
     return JsonResponse(
         {
             "nonce": challenge.nonce,
@@ -416,11 +495,43 @@ def challenge_view(request: HttpRequest) -> JsonResponse:
 
 
 @never_cache
-@csrf_protect
+@csrf_exempt
+@_json_csrf_protect
 @require_POST
 def login_view(request: HttpRequest) -> HttpResponse:
-    """``POST login/``: verify the signed challenge and log the citizen in."""
+    """``POST login/``: verify the signed challenge and log the citizen in.
+
+    Every outcome is JSON (or, for a successful form post, a redirect): a refusal is the
+    :class:`MoicaAuthError` raised; anything unexpected (a bug, a database error) is
+    ``503 login_unavailable``, and a login already made in this request is undone.
+    """
     ip = client_ip(request)
+    logged_in = False
+    try:
+        return _login(request, ip)
+    except _LoggedIn as done:
+        logged_in = True
+        exc: BaseException = done.__cause__ or done
+    except Exception as unexpected:
+        exc = unexpected
+    # Only the type is logged: the message or traceback may quote the request.
+    logger.error("moica login failed unexpectedly: %s", type(exc).__name__)
+    if logged_in:
+        try:
+            logout(request)
+        except Exception:
+            logger.error("moica logout after a failed login failed; clearing the session")
+            request.session.clear()  # saved without the login by SessionMiddleware
+    error = LoginUnavailable(type(exc).__name__)
+    _on_failure(request, error, ip=ip, citizen=None, fingerprint=None)  # 5xx: counts for nobody
+    return _error_response(error)
+
+
+class _LoggedIn(Exception):
+    """An unexpected error after ``login()``: the view must log the session out again."""
+
+
+def _login(request: HttpRequest, ip: str | None) -> HttpResponse:
     citizen: CitizenCertificate | None = None
     verified_fingerprint: str | None = None
     try:
@@ -432,6 +543,7 @@ def login_view(request: HttpRequest) -> HttpResponse:
         # A locked address is refused before its body is even parsed.
         services.limiter.check(ip=ip)
         data = parse_login(request)
+        redirect_to = _safe_next(request, data.next)
         services.limiter.check(ip=None, fingerprint=_posted_fingerprint(data))
         challenge = services.challenges.consume(
             nonce=data.nonce,
@@ -474,30 +586,62 @@ def login_view(request: HttpRequest) -> HttpResponse:
         user = authenticate(request, moica_token=token)
         if user is None:
             raise AccountUnavailable("no active user for this citizen")
-        login(request, user, backend=_BACKEND)
-        _record_session(request, verified, fields, previous, now)
-        services.limiter.succeeded(fingerprint=verified_fingerprint)
     except MoicaAuthError as exc:
         _on_failure(request, exc, ip=ip, citizen=citizen, fingerprint=verified_fingerprint)
         return _error_response(exc)
 
-    leaf_der = verified.signature.certificate.public_bytes(serialization.Encoding.DER)
-    _audit(
-        outcome=LoginAttempt.OK,
-        ip=ip,
-        citizen=citizen,
-        verified=verified,
-        user=user,
-        evidence=(challenge.tbs, data.signature, base64.b64encode(leaf_der).decode()),
-    )
+    try:
+        # One savepoint: a database error here rolls back the login's own writes and
+        # leaves an outer transaction (ATOMIC_REQUESTS) usable for the logout and audit.
+        with transaction.atomic():
+            _complete_login(request, user, verified, fields, previous, now, services)
+            leaf_der = verified.signature.certificate.public_bytes(serialization.Encoding.DER)
+            _audit(
+                outcome=LoginAttempt.OK,
+                ip=ip,
+                citizen=citizen,
+                verified=verified,
+                user=user,
+                evidence=(challenge.tbs, data.signature, base64.b64encode(leaf_der).decode()),
+            )
+    except Exception as exc:
+        raise _LoggedIn from exc
     logger.info("moica login ok fingerprint=%s", citizen.fingerprint_sha256[:16])
-    signals.moica_login_succeeded.send(
-        sender=login_view, request=request, code="ok", citizen=citizen
-    )
-    redirect_to = _safe_next(request, data.next)
+    _send(signals.moica_login_succeeded, request=request, code="ok", citizen=citizen)
     if _wants_json(request):
         return JsonResponse({"ok": True, "redirect": redirect_to})
     return HttpResponseRedirect(redirect_to)
+
+
+def _complete_login(
+    request: HttpRequest,
+    user: Any,
+    verified: Any,
+    fields: frozenset[str],
+    previous: dict[str, Any],
+    now: datetime,
+    services: Services,
+) -> None:
+    """``django.contrib.auth.login`` and what the session and the limiter keep of it."""
+    # login() rotates the session key; when the session belonged to another user it
+    # flushes it, so nothing of theirs (verified fields) survives.
+    login(request, user, backend=_BACKEND)
+    _record_session(request, verified, fields, previous, now)
+    if fields >= frozenset(PERSONAL_FIELDS):
+        # Only a login that proved every personal field clears the card's failures.
+        services.limiter.succeeded(fingerprint=verified.citizen.fingerprint_sha256)
+
+
+def _send(signal: Any, **kwargs: Any) -> None:
+    """Send ``signal``; a failing receiver is logged (by type) and does not change the
+    answer, which is already decided (``Signal.send_robust``)."""
+    for receiver, result in signal.send_robust(sender=login_view, **kwargs):
+        if isinstance(result, Exception):
+            logger.error(
+                "moica signal receiver %s raised %s",
+                getattr(receiver, "__qualname__", receiver),
+                type(result).__name__,
+            )
 
 
 def _on_failure(
@@ -523,16 +667,23 @@ def _on_failure(
         fingerprint[:16] if fingerprint else "-",
     )
     try:
-        _audit(outcome=exc.code, ip=ip, citizen=citizen)
+        # A refusal by a lock before any signature verified costs the sender nothing:
+        # only the first per address and lock period gets a row, so a locked client
+        # cannot fill the table (the log line above records every one).
+        if (
+            not isinstance(exc, TooManyAttempts)
+            or citizen is not None
+            or (get_services().limiter.first_lock_refusal(ip=ip))
+        ):
+            _audit(outcome=exc.code, ip=ip, citizen=citizen)
     except Exception:  # the refusal stands even if the audit row cannot be written
-        logger.exception("moica audit row for a refusal could not be written")
-    signals.moica_login_failed.send(
-        sender=login_view, request=request, code=exc.code, citizen=citizen
-    )
+        logger.error("moica audit row for a refusal could not be written")
+    _send(signals.moica_login_failed, request=request, code=exc.code, citizen=citizen)
 
 
 @never_cache
-@csrf_protect
+@csrf_exempt
+@_json_csrf_protect
 @require_POST
 def logout_view(request: HttpRequest) -> HttpResponse:
     """``POST logout/``: end the Django session (card login included)."""

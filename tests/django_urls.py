@@ -31,10 +31,25 @@ class MixinView(MoicaRequiredMixin, View):
         return JsonResponse({"ok": True})
 
 
+@moica_required(fields=["id_number"])
+async def async_view(request: HttpRequest) -> HttpResponse:
+    moica = request.moica  # type: ignore[attr-defined]
+    return JsonResponse({"ok": True, "name": moica.name, "fields": sorted(moica.fields)})
+
+
+class AsyncMixinView(MoicaRequiredMixin, View):
+    moica_fields = ("id_number",)
+
+    async def get(self, request: HttpRequest) -> HttpResponse:
+        return JsonResponse({"ok": True})
+
+
 urlpatterns = [
     path("moica/", include("moica_auth.urls")),
     path("card-only/", card_only),
     path("labor/", labor_insurance),
     path("fresh/", fresh_only),
     path("mixin/", MixinView.as_view()),
+    path("async/", async_view),
+    path("async-mixin/", AsyncMixinView.as_view()),
 ]

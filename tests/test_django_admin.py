@@ -83,6 +83,29 @@ def test_db_anchors_are_the_trust_store_and_changes_apply(moica_settings, cards,
         run("remove", str(root.pk))
 
 
+def test_anchor_disabled_by_another_process_is_distrusted_here(moica_settings, cards, pki, clock):
+    # Another worker's admin, or `manage.py moica_trust` (another process), changes the
+    # table: no post_save signal reaches this process. QuerySet.update() sends none.
+    moica_settings.MOICA_AUTH_TRUST_ANCHORS = [pem(pki.root("G2").certificate).decode()]
+    for generation in ("G2", "G3"):
+        TrustAnchor.objects.create(
+            **TrustAnchor.fields_from_certificate(pki.root(generation).certificate)
+        )
+    moica_settings.MOICA_AUTH_RECHECK_INTERVAL = 600
+    session = Client()
+    assert login_with_card(session, cards.alice).status_code == 200  # G3, from the DB
+    TrustAnchor.objects.filter(
+        sha256=TrustAnchor.fields_from_certificate(pki.root("G3").certificate)["sha256"]
+    ).update(enabled=False)
+    assert_refused(login_with_card(Client(), cards.alice), "untrusted_issuer", 403)
+    # The session that logged in through it ends at its next re-check.
+    clock.advance(601)
+    assert session.get("/moica/session/").json() == {"authenticated": False}
+    assert login_with_card(Client(), cards.bob).status_code == 200  # G2, from settings
+    TrustAnchor.objects.update(enabled=True)
+    assert login_with_card(Client(), cards.alice).status_code == 200
+
+
 def test_add_refuses_leaf_certificate(moica_settings, cards, tmp_path):
     path = tmp_path / "leaf.pem"
     path.write_bytes(pem(cards.alice.signing.certificate))

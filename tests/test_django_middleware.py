@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import async_to_sync, iscoroutinefunction
@@ -20,6 +21,7 @@ from moica_auth.models import LoginAttempt
 from moica_auth.services import get_services
 from moica_auth.testing.responders import ResponderServer
 from tests.django_fixtures import (  # noqa: F401 - fixtures
+    ALICE_ID,
     app_clock,
     assert_refused,
     cards_fixture,
@@ -27,10 +29,16 @@ from tests.django_fixtures import (  # noqa: F401 - fixtures
     login_with_card,
     moica_settings_fixture,
     pki_fixture,
-    store_kind_fixture,
 )
 
 pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def store_kind(request):
+    """Re-checks run with the in-process stores and with a real Redis (the OCSP cache
+    and the CRL index then live in Redis)."""
+    return request.param
 
 
 @pytest.fixture(scope="module")
@@ -211,3 +219,50 @@ def test_custom_checker_from_settings(moica_settings, cards):
     }
     data = assert_refused(login_with_card(Client(), cards.alice), "certificate_suspended", 403)
     assert data["reason"] == "certificate_hold"
+
+
+class FailsOnRecheck:
+    """A checker that trusts every certificate until ``broken``, then crashes (a bug)."""
+
+    broken = False
+
+    def check(self, chain, *, at):
+        if FailsOnRecheck.broken:
+            raise RuntimeError("bug in a revocation checker")
+        return SimpleNamespace(status="good", source="custom", checked_at=at)
+
+
+def fails_on_recheck(*, store, trust, options):
+    return FailsOnRecheck()
+
+
+def test_unexpected_recheck_error_logs_out(moica_settings, cards, clock):
+    moica_settings.MOICA_AUTH_REVOCATION = {
+        "checker": "tests.test_django_middleware.fails_on_recheck"
+    }
+    moica_settings.MOICA_AUTH_RECHECK_INTERVAL = 60
+    FailsOnRecheck.broken = False
+    client = Client()
+    response = login_with_card(client, cards.alice)
+    assert response.status_code == 200, response.content
+    FailsOnRecheck.broken = True
+    try:
+        clock.advance(61)
+        response = client.get("/moica/session/")
+    finally:
+        FailsOnRecheck.broken = False
+    assert response.status_code == 200
+    assert response.json() == {"authenticated": False}
+
+
+@pytest.mark.parametrize("path", ["/async/", "/async-mixin/"])
+def test_revoked_since_login_async_view(revocation, cards, clock, path):
+    client = Client()
+    assert login_with_card(client, cards.alice, id_number=ALICE_ID).status_code == 200
+    async_client = AsyncClient()
+    async_client.cookies = client.cookies
+    assert async_to_sync(async_client.get)(path).json()["ok"] is True
+    revocation.set_status(serial(cards.alice), "revoked", revoked_at=clock())
+    clock.advance(2 * 3600)
+    response = async_to_sync(async_client.get)(path, headers={"Accept": "application/json"})
+    assert response.status_code == 401 and response.json()["code"] == "login_required"

@@ -46,6 +46,14 @@ DEFAULT_VERIFIERS: tuple[str, ...] = ("moica_auth.identity.verifiers.Certificate
 # from SECRET_KEY (django.core.signing uses its own salts).
 _HASH_KEY_SALT = b"moica_auth.conf.HASH_KEY.v1"
 
+
+def _names(value: Any) -> list[str]:
+    """A setting that lists names; a bare string is one name, not its characters."""
+    if isinstance(value, str):
+        return [value]
+    return [str(item) for item in value]
+
+
 #: Defaults of ``MOICA_AUTH_REVOCATION``: revocation is ON and fails closed.
 DEFAULT_REVOCATION: dict[str, Any] = {
     "order": ["ocsp", "crl"],
@@ -135,7 +143,7 @@ class AppSettings:
     @property
     def POLICY_OIDS(self) -> frozenset[str]:
         """Accepted certificate policies (RFC 5280 §4.2.1.4); default the MOICA CP."""
-        return frozenset(_get("POLICY_OIDS", DEFAULT_POLICY_OIDS))
+        return frozenset(_names(_get("POLICY_OIDS", DEFAULT_POLICY_OIDS)))
 
     @property
     def VALIDATION_PROFILE(self) -> str:
@@ -149,7 +157,7 @@ class AppSettings:
     @property
     def ALLOWED_HASHES(self) -> frozenset[str]:
         """Hash algorithms accepted in signatures; SHA-1 is never accepted by default."""
-        return frozenset(h.lower() for h in _get("ALLOWED_HASHES", DEFAULT_ALLOWED_HASHES))
+        return frozenset(h.lower() for h in _names(_get("ALLOWED_HASHES", DEFAULT_ALLOWED_HASHES)))
 
     @property
     def CHALLENGE_TTL(self) -> float:

@@ -34,13 +34,12 @@ from django.utils.functional import SimpleLazyObject
 from moica_auth.checks import AUTH_MW, MIDDLEWARE_PATH, SESSION_MW
 from moica_auth.conf import app_settings
 from moica_auth.exceptions import (
-    CertificateExpired,
-    CertificateRevoked,
-    CertificateSuspended,
-    ChainInvalid,
+    CrlInvalid,
     MoicaAuthError,
-    RevocationError,
-    UntrustedIssuer,
+    OcspInvalid,
+    RevocationStale,
+    RevocationUnavailable,
+    StoreUnavailable,
 )
 from moica_auth.session import SESSION_KEY, moica_from_request, parse_time
 
@@ -49,12 +48,15 @@ __all__ = ["MoicaMiddleware", "recheck_session"]
 logger = logging.getLogger("moica_auth")
 
 #: Errors after which a session must end: the certificate is no longer acceptable.
-_ENDS_SESSION = (
-    CertificateRevoked,
-    CertificateSuspended,
-    CertificateExpired,
-    ChainInvalid,
-    UntrustedIssuer,
+# Only "the status cannot be established right now" keeps a session through a failed
+# re-check; every other refusal (revoked, suspended, expired, a policy or profile the
+# admin has since tightened, an anchor since removed, …) ends it.
+_INCONCLUSIVE = (
+    RevocationUnavailable,
+    RevocationStale,
+    CrlInvalid,
+    OcspInvalid,
+    StoreUnavailable,
 )
 
 
@@ -84,16 +86,16 @@ def recheck_session(request: HttpRequest) -> bool:
         logger.warning("moica session certificate unreadable; logging out")
         logout(request)
         return False
-    except _ENDS_SESSION as exc:
-        logger.info("moica session ended by re-check: %s", exc.code)
-        logout(request)
-        return False
-    except (RevocationError, MoicaAuthError) as exc:
+    except _INCONCLUSIVE as exc:
         # Status unknown (responder down, stale CRL): keep the session, try again later.
         logger.warning("moica session re-check inconclusive: %s", exc.code)
         data["last_check"] = now.isoformat()
         request.session[SESSION_KEY] = data
         return True
+    except MoicaAuthError as exc:
+        logger.info("moica session ended by re-check: %s", exc.code)
+        logout(request)
+        return False
     except Exception as exc:
         # A bug, not an outage: it may be this very certificate that triggers it, so
         # fail closed (log out) rather than keep a session nobody could re-check, and

@@ -193,17 +193,21 @@ def _build_verifier(trust: TrustStore, revocation: Any) -> Any:
     from moica_auth.validation.chain import ValidationPolicy
     from moica_auth.verifier import LoginVerifier, VerifierConfig
 
-    policy = ValidationPolicy(
-        profile=app_settings.VALIDATION_PROFILE,
-        allowed_policy_oids=app_settings.POLICY_OIDS,
-        min_rsa_bits=app_settings.MIN_RSA_BITS,
-    )
-    config = VerifierConfig(
-        trust=trust,
-        policy=policy,
-        allowed_hashes=app_settings.ALLOWED_HASHES,
-        revocation=revocation,
-    )
+    try:
+        policy = ValidationPolicy(
+            profile=app_settings.VALIDATION_PROFILE,
+            allowed_policy_oids=app_settings.POLICY_OIDS,
+            min_rsa_bits=app_settings.MIN_RSA_BITS,
+        )
+        config = VerifierConfig(
+            trust=trust,
+            policy=policy,
+            allowed_hashes=app_settings.ALLOWED_HASHES,
+            revocation=revocation,
+        )
+    except (TypeError, ValueError) as exc:
+        # The core validates these values; to a deployment they are settings mistakes.
+        raise ConfigurationError(f"MOICA_AUTH validation settings: {exc}") from exc
     return LoginVerifier(config)
 
 

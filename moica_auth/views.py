@@ -23,7 +23,7 @@ import hmac
 import ipaddress
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -193,13 +193,15 @@ def _parse_fields(value: object) -> frozenset[str]:
 class LoginInput:
     """The login request, checked for shape (not yet for meaning)."""
 
-    signature: str
+    # repr=False: a repr of the request (a log line, a debug page, an error tracker) must
+    # never show the full ID number, the birth date or the whole signature.
+    signature: str = field(repr=False)
     signature_type: str
-    certificate: str | None
+    certificate: str | None = field(repr=False)
     card_sn: str | None
     nonce: str
-    id_number: str | None
-    birth_date: str | None
+    id_number: str | None = field(repr=False)
+    birth_date: str | None = field(repr=False)
     next: str | None
     fields: frozenset[str]
 

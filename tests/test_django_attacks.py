@@ -712,3 +712,46 @@ def test_broken_rate_limit_setting_is_json(moica_settings):
     response = client.post("/moica/challenge/")
     assert_refused(response, "configuration_error", 500)
     assert_refused(post_login(client, {"nonce": "x"}), "configuration_error", 500)
+
+
+def test_login_input_repr_hides_personal_data_and_signature():
+    from moica_auth.views import LoginInput
+
+    data = LoginInput(
+        signature="SIGNATUREBASE64",
+        signature_type="PKCS7",
+        certificate="CERTBASE64",
+        card_sn="TP0300000001",
+        nonce="n",
+        id_number="A123456789",
+        birth_date="0600101",
+        next=None,
+        fields=frozenset(),
+    )
+    shown = repr(data)
+    for secret in ("A123456789", "0600101", "SIGNATUREBASE64", "CERTBASE64"):
+        assert secret not in shown
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("MOICA_AUTH_MIN_RSA_BITS", 0), ("MOICA_AUTH_ALLOWED_HASHES", ["sha3"])],
+)
+def test_unusable_validation_settings_are_a_configuration_error_not_a_crash(
+    moica_settings, cards, name, value
+):
+    setattr(moica_settings, name, value)
+    client = Client()
+    client.get("/moica/session/")
+    response = client.post("/moica/challenge/", headers=csrf_header(client))
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["code"] == "configuration_error"
+    assert client.get("/moica/session/").json() == {"authenticated": False}
+
+
+def test_single_policy_oid_string_is_one_oid(moica_settings):
+    from moica_auth.conf import app_settings
+
+    moica_settings.MOICA_AUTH_POLICY_OIDS = "2.16.886.101.0.3.3"
+    oids = app_settings.POLICY_OIDS
+    assert oids == frozenset({"2.16.886.101.0.3.3"})

@@ -266,3 +266,13 @@ def test_revoked_since_login_async_view(revocation, cards, clock, path):
     clock.advance(2 * 3600)
     response = async_to_sync(async_client.get)(path, headers={"Accept": "application/json"})
     assert response.status_code == 401 and response.json()["code"] == "login_required"
+
+
+def test_policy_tightened_since_login_ends_the_session(moica_settings, cards, clock):
+    # Only "status unknown right now" keeps a session; any other refusal ends it.
+    moica_settings.MOICA_AUTH_RECHECK_INTERVAL = 60
+    client = Client()
+    assert login_with_card(client, cards.alice).status_code == 200
+    moica_settings.MOICA_AUTH_POLICY_OIDS = ["1.3.6.1.4.1.99999.1"]
+    clock.advance(61)
+    assert client.get("/moica/session/").json() == {"authenticated": False}

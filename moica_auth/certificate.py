@@ -13,6 +13,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import threading
+from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -20,7 +22,7 @@ from typing import Any, Final
 from asn1crypto import core as asn1
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
@@ -35,6 +37,7 @@ __all__ = [
     "OID_ID_LAST4",
     "OID_NATURAL_PERSON",
     "OID_SUBJECT_TYPE",
+    "PROFILE_CACHE_SIZE",
     "CitizenCertificate",
     "load_certificate",
     "load_certificates",
@@ -253,6 +256,11 @@ def _read_sda(cert: x509.Certificate) -> dict[str, Any]:
 
 # --- the profile ----------------------------------------------------------------------
 
+#: How many certificate profiles :meth:`CitizenCertificate.from_certificate` keeps (LRU).
+PROFILE_CACHE_SIZE: Final = 1024
+_PROFILE_CACHE: OrderedDict[bytes, CitizenCertificate] = OrderedDict()
+_PROFILE_LOCK: Final = threading.Lock()
+
 _KEY_USAGE_FIELDS: Final = (
     "digital_signature",
     "content_commitment",
@@ -354,8 +362,29 @@ class CitizenCertificate:
 
     @classmethod
     def from_certificate(cls, cert: x509.Certificate | bytes | str) -> CitizenCertificate:
-        """Read the profile of ``cert``; raises ``MalformedCertificate`` on bad extensions."""
+        """Read the profile of ``cert``; raises ``MalformedCertificate`` on bad extensions.
+
+        The profile is a pure function of the certificate's DER, and an instance is
+        immutable, so the last :data:`PROFILE_CACHE_SIZE` profiles are kept, keyed by the
+        whole DER (not a digest of it); a failure is never cached.
+        """
         cert = load_certificate(cert)
+        der = cert.public_bytes(serialization.Encoding.DER)
+        with _PROFILE_LOCK:
+            cached = _PROFILE_CACHE.get(der)
+            if cached is not None:
+                _PROFILE_CACHE.move_to_end(der)
+                return cached
+        profile = cls._parse_checked(cert)
+        with _PROFILE_LOCK:
+            _PROFILE_CACHE[der] = profile
+            _PROFILE_CACHE.move_to_end(der)
+            while len(_PROFILE_CACHE) > PROFILE_CACHE_SIZE:
+                _PROFILE_CACHE.popitem(last=False)
+        return profile
+
+    @classmethod
+    def _parse_checked(cls, cert: x509.Certificate) -> CitizenCertificate:
         try:
             return cls._parse(cert)
         except MalformedCertificate:

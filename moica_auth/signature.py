@@ -19,6 +19,7 @@ import base64
 import binascii
 import hmac
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -213,6 +214,7 @@ class _SignerIdentifier:
     issuer: asn1_x509.Name | None
     serial_number: int | None
     subject_key_identifier: bytes | None
+    issuer_der: bytes | None = None  # the issuer Name's original DER octets
 
 
 @dataclass(frozen=True)
@@ -232,15 +234,27 @@ def _oid(value: Any) -> str:
     return str(value.dotted)
 
 
-def _parse_signed_data(der: bytes) -> _ParsedSignedData:
+def _parse_signed_data(
+    der: bytes, supplied: x509.Certificate | None = None, supplied_der: bytes | None = None
+) -> _ParsedSignedData:
     """Parse ContentInfo → SignedData (RFC 5652 §3, §5.1) and its single SignerInfo (§5.3).
 
     Every structural rule is checked here; every asn1crypto access happens inside this
     function because asn1crypto parses lazily and would otherwise raise its own
     exceptions later.
+
+    ``supplied`` (certb64, already loaded by ``cryptography``) only saves work: octets of
+    the SignedData that are byte-identical to a part of it that ``cryptography`` has
+    parsed strictly (the certificate itself, its issuer Name) are not parsed a second
+    time; everything else is parsed exactly as without it.
     """
+    if supplied is not None and supplied_der is None:
+        supplied_der = _der(supplied)
+    canonical = _parse_canonical(der, supplied, supplied_der)
+    if canonical is not None:
+        return canonical
     try:
-        return _parse_signed_data_unchecked(der)
+        return _parse_signed_data_unchecked(der, supplied, supplied_der)
     except MoicaAuthError:
         raise
     except Exception as exc:
@@ -249,7 +263,9 @@ def _parse_signed_data(der: bytes) -> _ParsedSignedData:
         raise MalformedSignature("signature is not a well-formed CMS SignedData") from exc
 
 
-def _parse_signed_data_unchecked(der: bytes) -> _ParsedSignedData:
+def _parse_signed_data_unchecked(
+    der: bytes, supplied: x509.Certificate | None = None, supplied_der: bytes | None = None
+) -> _ParsedSignedData:
     if der[:1] != b"\x30":
         raise MalformedSignature("signature is not a DER SEQUENCE")
     info = cms.ContentInfo.load(der, strict=True)
@@ -275,22 +291,38 @@ def _parse_signed_data_unchecked(der: bytes) -> _ParsedSignedData:
             raise MalformedSignature("eContent is not an OCTET STRING")
         econtent = native
 
+    if supplied is not None and supplied_der is None:
+        supplied_der = _der(supplied)
     certificates: list[bytes] = []
     cert_set = signed_data["certificates"]
     if not isinstance(cert_set, asn1.Void):
         for choice in cert_set:
             if choice.name != "certificate":
                 raise MalformedSignature(f"unsupported certificate format {choice.name}")
-            if choice.chosen.serial_number <= 0:
+            cert_der = choice.chosen.dump()
+            # The certb64 copy was loaded by cryptography already: read its serial there
+            # instead of parsing the TBSCertificate again with asn1crypto.
+            serial = (
+                supplied.serial_number
+                if supplied is not None and cert_der == supplied_der
+                else choice.chosen.serial_number
+            )
+            if serial <= 0:
                 # RFC 5280 §4.1.2.2; refused here so that cryptography never has to load
                 # (and warn about) it.
                 raise MalformedSignature("a carried certificate has a non-positive serial")
-            certificates.append(choice.chosen.dump())
+            certificates.append(cert_der)
 
     # asn1crypto parses lazily: touch every field we do not otherwise read, so that
     # garbage anywhere in the structure is refused rather than silently carried along.
-    _ = signed_data["digest_algorithms"].native
-    _ = signed_data["crls"].native
+    # A digestAlgorithms SET holding exactly one canonical encoding of a known digest
+    # (what every signer sends) provably parses, so only anything else is parsed.
+    digest_algorithms = signed_data["digest_algorithms"]
+    if digest_algorithms.contents not in _CANONICAL_DIGEST_ALGORITHMS:
+        _ = digest_algorithms.native
+    crls = signed_data["crls"]
+    if not isinstance(crls, asn1.Void):
+        _ = crls.native
 
     signer_infos = signed_data["signer_infos"]
     if len(signer_infos) != 1:
@@ -303,13 +335,17 @@ def _parse_signed_data_unchecked(der: bytes) -> _ParsedSignedData:
     if sid_choice.name == "issuer_and_serial_number":
         if signer_version != "v1":
             raise MalformedSignature("SignerInfo with issuerAndSerialNumber must be version 1")
+        issuer = sid_choice.chosen["issuer"]
         sid = _SignerIdentifier(
-            issuer=sid_choice.chosen["issuer"],
+            issuer=issuer,
             serial_number=int(sid_choice.chosen["serial_number"].native),
             subject_key_identifier=None,
+            issuer_der=issuer.dump(),
         )
-        # Force the lazy Name parse now so that garbage fails here.
-        _ = sid.issuer.native if sid.issuer is not None else None
+        # Force the lazy Name parse now so that garbage fails here, unless these are the
+        # very octets of certb64's issuer, which cryptography has parsed already.
+        if supplied is None or sid.issuer_der != _issuer_der(supplied):
+            _ = issuer.native
     else:
         if signer_version != "v3":
             raise MalformedSignature("SignerInfo with subjectKeyIdentifier must be version 3")
@@ -360,7 +396,9 @@ def _parse_signed_data_unchecked(der: bytes) -> _ParsedSignedData:
                 raise MalformedSignature(f"signed attribute {attr_oid} must have one value")
             attributes[attr_oid] = values
 
-    _ = signer["unsigned_attrs"].native
+    unsigned_attrs = signer["unsigned_attrs"]
+    if not isinstance(unsigned_attrs, asn1.Void):
+        _ = unsigned_attrs.native
     signature = signer["signature"].native
     if not isinstance(signature, bytes) or not signature:
         raise MalformedSignature("SignerInfo signature is empty")
@@ -375,6 +413,257 @@ def _parse_signed_data_unchecked(der: bytes) -> _ParsedSignedData:
         signed_attrs_der=signed_attrs_der,
         attributes=attributes,
         signature=signature,
+    )
+
+
+# --- the canonical fast path (own DER walk) -------------------------------------------
+#
+# asn1crypto builds a Python object for every node, which costs more than the RSA
+# verification. A HiPKI token is always shaped the same way, so _parse_canonical reads
+# exactly that shape with a strict DER walk: definite, minimal lengths; every TLV nested
+# exactly inside its parent with nothing left over; the field order and tags of RFC 5652;
+# versions 1/3 consistent with the SignerIdentifier; digest and signature
+# AlgorithmIdentifiers in the canonical encoding of a known OID with NULL or absent
+# parameters; exactly one SignerInfo; no crls, no unsignedAttrs; signed attributes
+# limited to contentType, messageDigest, signingTime, randomNonce and card number, each
+# once, each with one value, each value loaded with the class asn1crypto itself uses and
+# its ``.native`` forced. Anything else, including everything malformed, returns None
+# and takes the full asn1crypto path above, which accepts everything this accepts (with
+# the same result: tests/test_signature_fuzz.py checks both on mutated tokens) and
+# raises the usual errors for the rest. So the fast path accepts nothing new and decides
+# no error itself.
+
+
+class _NotCanonical(Exception):
+    """The input is not in the canonical shape: use the asn1crypto path."""
+
+
+def _tlv(buf: bytes, pos: int, end: int, tag: int) -> tuple[int, int]:
+    """The (start, end) of the contents of the DER TLV at ``pos`` with identifier ``tag``."""
+    if pos + 2 > end or buf[pos] != tag:
+        raise _NotCanonical
+    first = buf[pos + 1]
+    if first < 0x80:
+        start, length = pos + 2, first
+    else:
+        count = first & 0x7F
+        # 0x80 is BER's indefinite length; over 3 octets is beyond MAX_SIGNATURE_BYTES.
+        if not 1 <= count <= 3 or pos + 2 + count > end or buf[pos + 2] == 0:
+            raise _NotCanonical
+        length = int.from_bytes(buf[pos + 2 : pos + 2 + count], "big")
+        if length < 0x80:  # DER: the shortest length form
+            raise _NotCanonical
+        start = pos + 2 + count
+    if start + length > end:
+        raise _NotCanonical
+    return start, start + length
+
+
+def _peek(buf: bytes, pos: int, end: int) -> int:
+    """The identifier octet at ``pos``, or -1 at the end of the enclosing value."""
+    return buf[pos] if pos < end else -1
+
+
+def _der_oid(dotted: str) -> bytes:
+    return bytes(asn1.ObjectIdentifier(dotted).dump())
+
+
+def _algorithm_identifiers(oids: Iterable[str]) -> dict[bytes, str]:
+    """DER of AlgorithmIdentifier {oid, parameters NULL or absent} → dotted OID."""
+    out: dict[bytes, str] = {}
+    for dotted in oids:
+        for params in (b"", b"\x05\x00"):
+            body = _der_oid(dotted) + params
+            out[b"\x30" + bytes([len(body)]) + body] = dotted
+    return out
+
+
+_CANONICAL_DIGEST_ALGORITHMS: Final = _algorithm_identifiers(_DIGEST_BY_OID)
+_CANONICAL_RSA_ALGORITHMS: Final = _algorithm_identifiers(_RSA_PKCS1_SIG_HASH)
+_DER_OID_SIGNED_DATA: Final = _der_oid(_OID_SIGNED_DATA)
+_DER_OID_DATA: Final = _der_oid(_OID_DATA)
+# randomNonce / card number values (asn1crypto: Any): OCTET STRING, UTF8String, PrintableString.
+_CANONICAL_STRING_TAGS: Final = frozenset({0x04, 0x0C, 0x13})
+# Attribute type OID → the class asn1crypto parses its value with (Any ones as universal).
+_CANONICAL_ATTRIBUTES: Final[dict[bytes, tuple[str, type[asn1.Asn1Value] | None]]] = {
+    _der_oid(_OID_CONTENT_TYPE): (_OID_CONTENT_TYPE, cms.ContentType),
+    _der_oid(_OID_MESSAGE_DIGEST): (_OID_MESSAGE_DIGEST, asn1.OctetString),
+    _der_oid(_OID_SIGNING_TIME): (_OID_SIGNING_TIME, cms.Time),
+    _der_oid(OID_RANDOM_NONCE): (OID_RANDOM_NONCE, None),
+    _der_oid(OID_CARD_NUMBER): (OID_CARD_NUMBER, None),
+}
+
+
+def _parse_canonical(
+    der: bytes, supplied: x509.Certificate | None, supplied_der: bytes | None = None
+) -> _ParsedSignedData | None:
+    """:func:`_parse_signed_data_unchecked` for the canonical shape only, else None."""
+    try:
+        if supplied is not None and supplied_der is None:
+            supplied_der = _der(supplied)
+        return _parse_canonical_unchecked(der, supplied, supplied_der)
+    except Exception:
+        # _NotCanonical, or anything an asn1crypto leaf load raised: the full path decides.
+        return None
+
+
+def _parse_canonical_unchecked(
+    der: bytes, supplied: x509.Certificate | None, supplied_der: bytes | None
+) -> _ParsedSignedData:
+    end = len(der)
+    # ContentInfo ::= SEQUENCE { contentType, content [0] EXPLICIT SignedData }
+    ci_start, ci_end = _tlv(der, 0, end, 0x30)
+    if ci_end != end:
+        raise _NotCanonical
+    _, oid_end = _tlv(der, ci_start, ci_end, 0x06)
+    if der[ci_start:oid_end] != _DER_OID_SIGNED_DATA:
+        raise _NotCanonical
+    explicit_start, explicit_end = _tlv(der, oid_end, ci_end, 0xA0)
+    if explicit_end != ci_end:
+        raise _NotCanonical
+    sd_start, sd_end = _tlv(der, explicit_start, explicit_end, 0x30)
+    if sd_end != explicit_end:
+        raise _NotCanonical
+
+    # SignedData ::= SEQUENCE { version, digestAlgorithms, encapContentInfo,
+    #   certificates [0] IMPLICIT OPTIONAL, crls [1] IMPLICIT OPTIONAL, signerInfos }
+    pos = sd_start
+    v_start, pos = _tlv(der, pos, sd_end, 0x02)
+    version = der[v_start:pos]
+    if version not in (b"\x01", b"\x03"):
+        raise _NotCanonical
+    da_start, pos = _tlv(der, pos, sd_end, 0x31)
+    if der[da_start:pos] not in _CANONICAL_DIGEST_ALGORITHMS:
+        raise _NotCanonical
+
+    eci_start, eci_end = _tlv(der, pos, sd_end, 0x30)
+    pos = eci_end
+    _, oid_end = _tlv(der, eci_start, eci_end, 0x06)
+    if der[eci_start:oid_end] != _DER_OID_DATA:
+        raise _NotCanonical
+    econtent: bytes | None = None
+    if oid_end != eci_end:
+        wrap_start, wrap_end = _tlv(der, oid_end, eci_end, 0xA0)
+        octets_start, octets_end = _tlv(der, wrap_start, wrap_end, 0x04)
+        if wrap_end != eci_end or octets_end != wrap_end:
+            raise _NotCanonical
+        econtent = der[octets_start:octets_end]
+
+    certificates: list[bytes] = []
+    if _peek(der, pos, sd_end) == 0xA0:
+        set_start, set_end = _tlv(der, pos, sd_end, 0xA0)
+        pos = set_end
+        cert_pos = set_start
+        while cert_pos < set_end:
+            _, cert_end = _tlv(der, cert_pos, set_end, 0x30)
+            cert_der = der[cert_pos:cert_end]
+            cert_pos = cert_end
+            if supplied is not None and cert_der == supplied_der:
+                serial = supplied.serial_number
+            else:
+                serial = asn1_x509.Certificate.load(cert_der, strict=True).serial_number
+            if serial <= 0:
+                raise _NotCanonical
+            certificates.append(cert_der)
+
+    # signerInfos SET OF SignerInfo: exactly one, and nothing after it.
+    set_start, set_end = _tlv(der, pos, sd_end, 0x31)
+    if set_end != sd_end:
+        raise _NotCanonical
+    si_start, si_end = _tlv(der, set_start, set_end, 0x30)
+    if si_end != set_end:
+        raise _NotCanonical
+
+    # SignerInfo ::= SEQUENCE { version, sid, digestAlgorithm,
+    #   signedAttrs [0] IMPLICIT OPTIONAL, signatureAlgorithm, signature,
+    #   unsignedAttrs [1] IMPLICIT OPTIONAL }
+    v_start, pos = _tlv(der, si_start, si_end, 0x02)
+    signer_version = der[v_start:pos]
+    sid_tag = _peek(der, pos, si_end)
+    if sid_tag == 0x30 and signer_version == b"\x01":
+        ias_start, pos = _tlv(der, pos, si_end, 0x30)
+        _, name_end = _tlv(der, ias_start, pos, 0x30)
+        serial_start, serial_end = _tlv(der, name_end, pos, 0x02)
+        if serial_end != pos or serial_start == serial_end:
+            raise _NotCanonical
+        issuer_der = der[ias_start:name_end]
+        issuer = asn1_x509.Name.load(issuer_der, strict=True)
+        if supplied is None or issuer_der != _issuer_der(supplied):
+            _ = issuer.native
+        sid = _SignerIdentifier(
+            issuer=issuer,
+            serial_number=int.from_bytes(der[serial_start:serial_end], "big", signed=True),
+            subject_key_identifier=None,
+            issuer_der=issuer_der,
+        )
+    elif sid_tag == 0x80 and signer_version == b"\x03" and version == b"\x03":
+        ski_start, pos = _tlv(der, pos, si_end, 0x80)
+        sid = _SignerIdentifier(
+            issuer=None, serial_number=None, subject_key_identifier=der[ski_start:pos]
+        )
+    else:
+        raise _NotCanonical
+
+    alg_start = pos
+    _, pos = _tlv(der, pos, si_end, 0x30)
+    digest_oid = _CANONICAL_DIGEST_ALGORITHMS.get(der[alg_start:pos])
+    if digest_oid is None:
+        raise _NotCanonical
+
+    attributes: dict[str, tuple[Any, ...]] = {}
+    signed_attrs_der: bytes | None = None
+    if _peek(der, pos, si_end) == 0xA0:
+        attrs_start, attrs_end = _tlv(der, pos, si_end, 0xA0)
+        if attrs_start == attrs_end:
+            raise _NotCanonical
+        signed_attrs_der = b"\x31" + der[pos + 1 : attrs_end]
+        pos = attrs_end
+        attr_pos = attrs_start
+        while attr_pos < attrs_end:
+            a_start, a_end = _tlv(der, attr_pos, attrs_end, 0x30)
+            attr_pos = a_end
+            _, type_end = _tlv(der, a_start, a_end, 0x06)
+            known = _CANONICAL_ATTRIBUTES.get(der[a_start:type_end])
+            if known is None or known[0] in attributes:
+                raise _NotCanonical
+            values_start, values_end = _tlv(der, type_end, a_end, 0x31)
+            if values_end != a_end or values_start == values_end:
+                raise _NotCanonical
+            value_tag = der[values_start]
+            spec = known[1]
+            if spec is None and value_tag not in _CANONICAL_STRING_TAGS:
+                raise _NotCanonical
+            _, value_end = _tlv(der, values_start, values_end, value_tag)
+            if value_end != values_end or value_tag & 0x1F == 0x1F:
+                raise _NotCanonical
+            value_der = der[values_start:values_end]
+            value = (
+                asn1.load(value_der, strict=True)
+                if spec is None
+                else spec.load(value_der, strict=True)
+            )
+            _ = value.native  # as the full path's signed_attrs.native does
+            attributes[known[0]] = (value,)
+
+    alg_start = pos
+    _, pos = _tlv(der, pos, si_end, 0x30)
+    sig_oid = _CANONICAL_RSA_ALGORITHMS.get(der[alg_start:pos])
+    if sig_oid is None:
+        raise _NotCanonical
+    sig_start, pos = _tlv(der, pos, si_end, 0x04)
+    if pos != si_end or sig_start == pos:
+        raise _NotCanonical
+
+    return _ParsedSignedData(
+        certificates_der=tuple(certificates),
+        econtent=econtent,
+        sid=sid,
+        digest_algorithm=_DIGEST_BY_OID[digest_oid],
+        signature_algorithm_oid=sig_oid,
+        pss_params=None,
+        signed_attrs_der=signed_attrs_der,
+        attributes=attributes,
+        signature=der[sig_start:pos],
     )
 
 
@@ -455,6 +744,15 @@ def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
+def _issuer_der(cert: x509.Certificate) -> bytes | None:
+    """The DER of ``cert``'s issuer Name; None if it does not parse (cryptography reads
+    the Name lazily, on first access)."""
+    try:
+        return cert.issuer.public_bytes()
+    except ValueError:
+        return None
+
+
 def _matches_sid(cert: x509.Certificate, sid: _SignerIdentifier) -> bool:
     """RFC 5652 §5.3 SignerIdentifier against a certificate."""
     if sid.subject_key_identifier is not None:
@@ -466,6 +764,10 @@ def _matches_sid(cert: x509.Certificate, sid: _SignerIdentifier) -> bool:
     if cert.serial_number != sid.serial_number or sid.issuer is None:
         return False
     try:
+        if sid.issuer_der is not None and cert.issuer.public_bytes() == sid.issuer_der:
+            # The same octets are the same Name (the usual case: the signer copies the
+            # certificate's issuer verbatim); only differently encoded Names need §7.1.
+            return True
         # asn1crypto compares Names with the RFC 5280 §7.1 preparation rules.
         return bool(asn1_x509.Name.load(cert.issuer.public_bytes()) == sid.issuer)
     except Exception:
@@ -473,10 +775,13 @@ def _matches_sid(cert: x509.Certificate, sid: _SignerIdentifier) -> bool:
 
 
 def _resolve_certificates(
-    parsed: _ParsedSignedData, supplied: x509.Certificate | None
+    parsed: _ParsedSignedData,
+    supplied: x509.Certificate | None,
+    supplied_der: bytes | None = None,
 ) -> tuple[x509.Certificate, tuple[x509.Certificate, ...]]:
     """Pick the signer certificate; return it and the other carried certificates."""
-    supplied_der = _der(supplied) if supplied is not None else None
+    if supplied is not None and supplied_der is None:
+        supplied_der = _der(supplied)
     carried: list[x509.Certificate] = []
     seen: set[bytes] = set()
     for der in parsed.certificates_der:
@@ -688,7 +993,8 @@ def _verify_pkcs7(
     expected_nonce: bytes | None,
     expected_card_number: str | None,
 ) -> VerifiedSignature:
-    parsed = _parse_signed_data(der)
+    supplied_der = _der(supplied) if supplied is not None else None
+    parsed = _parse_signed_data(der, supplied, supplied_der)
 
     # Hash policy first: cheap, and a weak hash must be refused before any other work.
     digest_name = parsed.digest_algorithm
@@ -722,7 +1028,7 @@ def _verify_pkcs7(
             hash_algorithm=digest_name,
         )
 
-    signer, others = _resolve_certificates(parsed, supplied)
+    signer, others = _resolve_certificates(parsed, supplied, supplied_der)
     key = _rsa_key(signer)
 
     if parsed.econtent is not None and parsed.econtent != content:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections import OrderedDict
 from datetime import timedelta
 
 import pytest
@@ -392,3 +393,54 @@ def test_common_name_is_read_from_the_subject() -> None:
     cert = _leaf("cn", [])
     assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "測試二"
     assert CitizenCertificate.from_certificate(cert).name == "測試二"
+
+
+class TestProfileCache:
+    """The profile is kept per DER (LRU), so a repeated login does not re-read it."""
+
+    def test_same_der_gives_the_same_immutable_profile(self, signing: x509.Certificate) -> None:
+        first = CitizenCertificate.from_certificate(signing)
+        again = CitizenCertificate.from_certificate(
+            signing.public_bytes(serialization.Encoding.DER)
+        )
+        assert again is first
+        with pytest.raises(AttributeError):
+            first.name = "someone else"  # type: ignore[misc]
+        assert isinstance(first.policy_oids, tuple) and isinstance(first.key_usage, tuple)
+
+    def test_any_other_der_is_read_afresh(self, signing: x509.Certificate) -> None:
+        # The same TBSCertificate with another signature is another certificate: its own
+        # profile (fingerprint), never the cached one of the genuine certificate.
+        genuine = CitizenCertificate.from_certificate(signing)
+        der = bytearray(signing.public_bytes(serialization.Encoding.DER))
+        der[-1] ^= 0x01
+        copy = CitizenCertificate.from_certificate(bytes(der))
+        assert copy is not genuine
+        assert copy.fingerprint_sha256 != genuine.fingerprint_sha256
+        other = CitizenCertificate.from_certificate(card("G2").signing.certificate)
+        assert other.card_serial != genuine.card_serial or other.generation != genuine.generation
+        assert other.fingerprint_sha256 != genuine.fingerprint_sha256
+
+    def test_failures_are_not_cached(self) -> None:
+        c = card("G3")
+        bad = with_duplicate_extension(c.signing.certificate, c.issuer.private_key)
+        for _ in range(2):
+            with pytest.raises(MalformedCertificate):
+                CitizenCertificate.from_certificate(bad)
+
+    def test_cache_is_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from moica_auth import certificate as module
+
+        monkeypatch.setattr(module, "PROFILE_CACHE_SIZE", 2)
+        monkeypatch.setattr(module, "_PROFILE_CACHE", OrderedDict())
+        certs = [
+            card("G3").signing.certificate,
+            card("G3").encryption.certificate,
+            card("G2").signing.certificate,
+        ]
+        profiles = [CitizenCertificate.from_certificate(c) for c in certs]
+        assert len(module._PROFILE_CACHE) <= 2
+        # The oldest was evicted: it is read again, to an equal (not the same) profile.
+        again = CitizenCertificate.from_certificate(certs[0])
+        assert again == profiles[0] and again is not profiles[0]
+        assert len(module._PROFILE_CACHE) <= 2

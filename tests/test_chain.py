@@ -852,3 +852,190 @@ def test_extension_policy_is_a_second_line_of_defence(leaf: Callable[[], x509.Ce
         _run_verifier(cert, trust(), pki().intermediates, ValidationPolicy(), AT)
     assert info.value.code == "chain_invalid"
     assert _run_verifier(cert, trust(), pki().intermediates, GENERIC, AT)[0] == cert
+
+
+# --- the per-store memos and the single verification of each link --------------------
+
+
+def _reference_find_issuers(
+    store: TrustStore, cert: x509.Certificate, extra: Sequence[x509.Certificate] = ()
+) -> tuple[x509.Certificate, ...]:
+    """TrustStore.find_issuers as it was before its memos: the specification."""
+    from moica_auth.validation.trust import signature_verifies
+
+    def key_id(c: x509.Certificate, cls: type[x509.ExtensionType]) -> bytes | None:
+        try:
+            value = c.extensions.get_extension_for_class(cls).value
+        except x509.ExtensionNotFound:
+            return None
+        if isinstance(value, x509.SubjectKeyIdentifier):
+            return value.digest
+        return value.key_identifier  # type: ignore[no-any-return,attr-defined]
+
+    aki = key_id(cert, x509.AuthorityKeyIdentifier)
+    found: list[x509.Certificate] = []
+    for candidate in (*store.anchors, *store.intermediates, *extra):
+        if candidate.subject != cert.issuer or any(candidate == f for f in found):
+            continue
+        if aki is not None:
+            ski = key_id(candidate, x509.SubjectKeyIdentifier)
+            if ski is not None and ski != aki:
+                continue
+        if signature_verifies(cert, candidate):
+            found.append(candidate)
+    return tuple(found)
+
+
+def _with_broken_signature(cert: x509.Certificate) -> x509.Certificate:
+    """The same TBSCertificate with the last signature octet flipped."""
+    der = bytearray(cert.public_bytes(serialization.Encoding.DER))
+    der[-1] ^= 0x01
+    return x509.load_der_x509_certificate(bytes(der))
+
+
+def _impostor_leaf() -> tuple[x509.Certificate, x509.Certificate]:
+    """A leaf naming the real MOICA G3 (DN and AKI) as issuer, signed by another key."""
+    p = pki()
+    impostor = _sub_ca(
+        "impostor",
+        _root("impostor"),
+        subject=MOICA_DN,
+        basic_constraints=x509.BasicConstraints(True, 0),
+    )
+
+    def forge_aki(
+        exts: list[tuple[x509.ExtensionType, bool]],
+    ) -> list[tuple[x509.ExtensionType, bool]]:
+        return [(_aki(p.moica_g3.certificate), False), *exts[1:]]
+
+    return _citizen_leaf("impostor", impostor, edit=forge_aki), impostor.certificate
+
+
+class TestMemos:
+    def test_find_issuers_equals_the_unmemoised_search(self) -> None:
+        # Cold and warm, own and foreign certificates, with token extras that repeat the
+        # store's own intermediates (as validate_chain's pool does) or add impostors.
+        p = pki()
+        leaf, impostor = _impostor_leaf()
+        store = TrustStore.from_certificates(p.anchors, p.intermediates)
+        certs = [
+            *p.anchors,
+            *p.intermediates,
+            card("G2").signing.certificate,
+            card("G3").signing.certificate,
+            card("G3").encryption.certificate,
+            _with_broken_signature(card("G3").signing.certificate),
+            _with_broken_signature(p.moica_g3.certificate),
+            leaf,
+            impostor,
+        ]
+        extras: list[tuple[x509.Certificate, ...]] = [
+            (),
+            tuple(p.intermediates),
+            (impostor, *p.intermediates),
+            (_with_broken_signature(p.moica_g3.certificate),),
+        ]
+        for _ in range(2):
+            for cert in certs:
+                for extra in extras:
+                    assert store.find_issuers(cert, extra) == _reference_find_issuers(
+                        store, cert, extra
+                    )
+
+    def test_memos_belong_to_one_store(self) -> None:
+        import dataclasses
+
+        p = pki()
+        leaf = card("G3").signing.certificate
+        full = TrustStore.from_certificates(p.anchors, p.intermediates)
+        assert validate_chain(certificate=leaf, trust=full, at=AT).anchor == p.grca_g3.certificate
+        # Same intermediates, other anchors: nothing validated in ``full`` carries over.
+        for other in (
+            TrustStore.from_certificates([p.grca_g2.certificate], p.intermediates),
+            dataclasses.replace(full, anchors=(p.grca_g2.certificate,)),
+        ):
+            assert other._links is not full._links
+            assert other._by_issuer is not full._by_issuer
+            _rejects("untrusted_issuer", certificate=leaf, trust=other)
+        assert validate_chain(certificate=leaf, trust=full, at=AT).anchor == p.grca_g3.certificate
+
+    def test_warm_memos_never_let_a_forged_certificate_through(self) -> None:
+        p = pki()
+        good = card("G3").signing.certificate
+        store = trust()
+        for _ in range(2):
+            validate_chain(certificate=good, trust=store, at=AT)
+            # Same TBSCertificate (so the same name, keys, profile fields), broken signature.
+            _rejects("untrusted_issuer", certificate=_with_broken_signature(good), trust=store)
+            leaf, impostor = _impostor_leaf()
+            _rejects("untrusted_issuer", certificate=leaf, trust=store, intermediates=[impostor])
+            # A carried copy of MOICA G3 with a broken signature is no path either.
+            _rejects(
+                "untrusted_issuer",
+                certificate=good,
+                trust=TrustStore.from_certificates(p.anchors),
+                intermediates=[_with_broken_signature(p.moica_g3.certificate)],
+            )
+
+    def test_store_link_that_does_not_verify_stays_refused(self) -> None:
+        # The store holds a MOICA G3 lookalike that GRCA G3 did not sign: its (negative)
+        # memo entry is reused, and the leaf it would issue is never trusted.
+        p = pki()
+        fake_moica = _with_broken_signature(p.moica_g3.certificate)
+        store = TrustStore.from_certificates(p.anchors, [fake_moica])
+        for _ in range(2):
+            assert store.find_issuers(fake_moica) == ()
+            _rejects("untrusted_issuer", certificate=card("G3").signing.certificate, trust=store)
+
+    def test_forged_leaf_with_a_profile_fault_is_still_untrusted(self) -> None:
+        # cryptography's verifier now runs before the profile checks; its verdict and the
+        # issuer search's must still be reported in the documented order.
+        p = pki()
+        impostor = _sub_ca(
+            "impostor",
+            _root("impostor"),
+            subject=MOICA_DN,
+            basic_constraints=x509.BasicConstraints(True, 0),
+        )
+
+        def forge(
+            exts: list[tuple[x509.ExtensionType, bool]],
+        ) -> list[tuple[x509.ExtensionType, bool]]:
+            edited = [(_aki(p.moica_g3.certificate), False), *exts[1:]]
+            return [
+                (_ku(key_encipherment=True), True) if isinstance(e, x509.KeyUsage) else (e, c)
+                for e, c in edited
+            ]
+
+        leaf = _citizen_leaf("impostor-encryption", impostor, edit=forge)
+        _rejects("untrusted_issuer", certificate=leaf, intermediates=[impostor.certificate])
+
+    def test_the_verifier_verdict_is_final(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # cryptography's verifier runs on every login, once, and its refusal stands even
+        # when the issuer search (which reuses its links only after it succeeded) finds a
+        # path: e.g. a signature algorithm or rule it refuses.
+        from moica_auth.exceptions import ChainInvalid
+        from moica_auth.validation import chain as chain_module
+
+        calls: list[x509.Certificate] = []
+
+        def refusing(leaf: x509.Certificate, *args: object) -> tuple[x509.Certificate, ...]:
+            calls.append(leaf)
+            raise ChainInvalid("refused by the verifier")
+
+        good = card("G3").signing.certificate
+        validate_chain(certificate=good, trust=trust(), at=AT)  # warm every memo
+        monkeypatch.setattr(chain_module, "_run_verifier", refusing)
+        _rejects("chain_invalid", certificate=good)
+        assert calls == [good]
+
+
+def test_a_copied_store_is_equal_and_has_memos_of_its_own() -> None:
+    import copy
+
+    store = TrustStore.from_certificates(pki().anchors, pki().intermediates)
+    validate_chain(certificate=card("G3").signing.certificate, trust=store, at=AT)
+    for duplicate in (copy.copy(store), copy.deepcopy(store)):
+        assert duplicate == store and duplicate is not store
+        assert duplicate._links is not store._links and not duplicate._links
+        validate_chain(certificate=card("G3").signing.certificate, trust=duplicate, at=AT)

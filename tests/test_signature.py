@@ -828,3 +828,170 @@ def test_real_pkcs1_vectors_reject_one_changed_byte(shared_data: object) -> None
                 hash_algorithm=vector["hash_algorithm"],
             )
         assert exc.value.code == "signature_invalid", vector["id"]
+
+
+# --- the canonical fast path reads exactly what the asn1crypto path reads --------------
+
+
+def parsed_view(der: bytes, supplied: x509.Certificate | None) -> tuple[str, object]:
+    """Both parsers on ``der``: ("fallback", full result) when the fast path declines,
+    else ("fast", result), after asserting the full path returns the very same thing.
+
+    "The same": every field, and every signed attribute read the way _verify_pkcs7 reads
+    it (dotted OID, octets, time, nonce / card-number bytes) and byte for byte.
+    """
+    from moica_auth import signature as module
+
+    def view(parsed: Any) -> tuple[object, ...]:
+        def read(oid: str, value: Any) -> object:
+            try:
+                if oid == module._OID_CONTENT_TYPE:
+                    return module._oid(value)
+                if oid == module._OID_MESSAGE_DIGEST:
+                    return value.native
+                if oid == module._OID_SIGNING_TIME:
+                    return module._signing_time(value)
+                return module._string_or_octets(value, "attribute")
+            except MoicaAuthError as exc:
+                return ("error", exc.code)
+
+        sid = parsed.sid
+        return (
+            parsed.certificates_der,
+            parsed.econtent,
+            sid.serial_number,
+            sid.subject_key_identifier,
+            sid.issuer.dump() if sid.issuer is not None else None,
+            sid.issuer_der,
+            parsed.digest_algorithm,
+            parsed.signature_algorithm_oid,
+            parsed.pss_params,
+            parsed.signed_attrs_der,
+            {
+                oid: tuple((v.dump(), read(oid, v)) for v in values)
+                for oid, values in parsed.attributes.items()
+            },
+            parsed.signature,
+        )
+
+    fast = module._parse_canonical(der, supplied)
+    if fast is None:
+        try:
+            return ("fallback", view(module._parse_signed_data(der, supplied)))
+        except MoicaAuthError as exc:
+            return ("fallback", exc.code)
+    slow = module._parse_signed_data_unchecked(der, supplied)  # must not raise
+    assert view(fast) == view(slow)
+    return ("fast", view(fast))
+
+
+def _variants(card: CitizenCard, spec: CmsSpec) -> list[tuple[str, bytes, bool]]:
+    """(label, SignedData, whether it has the canonical shape)."""
+    soft = SoftCard(card)
+    other = other_signing_card()
+    return [
+        ("hipki", base64.b64decode(soft.sign(CHALLENGE, nonce=NONCE)["signature"]), True),
+        (
+            "with chain",
+            base64.b64decode(
+                soft.sign(CHALLENGE, nonce=NONCE, extra_certificates=card.chain)["signature"]
+            ),
+            True,
+        ),
+        ("spec", build_signed_data(spec), True),
+        ("signing time", build_signed_data(replace(spec, signing_time=SIGNED_AT)), True),
+        ("detached", build_signed_data(replace(spec, attached=False)), True),
+        ("no attributes", build_signed_data(replace(spec, signed_attrs=False)), True),
+        ("sha384", build_signed_data(replace(spec, hash_name="sha384")), True),
+        ("sha1", build_signed_data(replace(spec, hash_name="sha1")), True),
+        (
+            "sha256WithRSA",
+            build_signed_data(replace(spec, signature_algorithm="sha256_rsa")),
+            True,
+        ),
+        ("ski", build_signed_data(replace(spec, sid="subject_key_identifier")), True),
+        ("no certificate", build_signed_data(replace(spec, include_certificate=False)), True),
+        (
+            "other carried",
+            build_signed_data(replace(spec, extra_certificates=[other.signing.certificate])),
+            True,
+        ),
+        ("pss", build_signed_data(replace(spec, pss=True)), False),
+        (
+            "unknown attribute",
+            build_signed_data(
+                replace(spec, extra_attributes=[attribute("1.2.3.4", opaque(core.Null()))])
+            ),
+            False,
+        ),
+        ("version 3", build_signed_data(replace(spec, signed_data_version="v3")), True),
+    ]
+
+
+def test_fast_path_reads_the_canonical_shape_like_asn1crypto(
+    card: CitizenCard, spec: CmsSpec
+) -> None:
+    for label, der, canonical in _variants(card, spec):
+        for supplied in (card.signing.certificate, None, other_signing_card().signing.certificate):
+            path, _ = parsed_view(der, supplied)
+            assert path == ("fast" if canonical else "fallback"), label
+
+
+def _reencode(der: bytes, long_form: bytes) -> bytes:
+    """``der`` with every TLV re-encoded, the one whose octets are ``long_form`` with a
+    needlessly long (BER, not DER) length: ``04 82 01 00 …`` → ``04 83 00 01 00 …``."""
+
+    def length(n: int, node: bytes) -> bytes:
+        if node == long_form:
+            return b"\x83" + n.to_bytes(3, "big")
+        if n < 0x80:
+            return bytes([n])
+        octets = n.to_bytes((n.bit_length() + 7) // 8, "big")
+        return bytes([0x80 | len(octets)]) + octets
+
+    def walk(data: bytes) -> bytes:
+        out = b""
+        pos = 0
+        while pos < len(data):
+            tag, first = data[pos], data[pos + 1]
+            if first < 0x80:
+                start, n = pos + 2, first
+            else:
+                count = first & 0x7F
+                start, n = pos + 2 + count, int.from_bytes(data[pos + 2 : pos + 2 + count])
+            node, body = data[pos : start + n], data[start : start + n]
+            inner = walk(body) if tag & 0x20 else body
+            out += bytes([tag]) + length(len(inner), node) + inner
+            pos = start + n
+        return out
+
+    return walk(der)
+
+
+def test_fast_path_declines_non_minimal_der_that_the_full_path_accepts(
+    good_der: bytes, card: CitizenCard
+) -> None:
+    # The unsigned signature OCTET STRING with a long-form length it does not need: BER,
+    # which asn1crypto reads. The fast path hands it over, and the token still verifies.
+    assert _reencode(good_der, b"") == good_der
+    signer_info = cms.ContentInfo.load(good_der)["content"]["signer_infos"][0]
+    signature = signer_info["signature"].dump()
+    ber = _reencode(good_der, signature)
+    assert ber != good_der and len(ber) == len(good_der) + 1
+    assert parsed_view(ber, card.signing.certificate)[0] == "fallback"
+    assert parsed_view(good_der, card.signing.certificate)[0] == "fast"
+    result = pkcs7(ber, certificate=card.signing.certificate, expected_nonce=NONCE)
+    assert result == pkcs7(good_der, certificate=card.signing.certificate, expected_nonce=NONCE)
+
+
+def test_fast_path_declines_garbage_in_an_unread_field(good_der: bytes) -> None:
+    # The fuzz finding: NULL parameters in digestAlgorithms replaced by a context tag.
+    bad = good_der.replace(
+        bytes.fromhex("300d06096086480165030402010500"),
+        bytes.fromhex("300d060960864801650304020180 00".replace(" ", "")),
+        1,
+    )
+    assert parsed_view(bad, signing_card().signing.certificate) == (
+        "fallback",
+        "malformed_signature",
+    )

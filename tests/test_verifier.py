@@ -390,3 +390,38 @@ class TestConfig:
     def test_naive_time_is_a_programming_error(self, verifier: LoginVerifier) -> None:
         with pytest.raises(ValueError, match="timezone-aware"):
             _verify(verifier, _sign(card("G3")), "PKCS7", at=AT.replace(tzinfo=None))
+
+
+class TestRepeatedLogins:
+    """The per-store and per-certificate memos never turn a refusal into an acceptance."""
+
+    def test_revocation_is_asked_on_every_login(self) -> None:
+        c = card("G3")
+        response = _sign(c)
+        good = TableSource()
+        warm = _with_revocation(good)
+        for _ in range(3):
+            result = _verify(warm, response, "PKCS7").revocation
+            assert isinstance(result, RevocationResult) and result.status == "good"
+        assert good.calls == [AT, AT, AT]
+        revoked = TableSource(revoked={c.signing.certificate.serial_number})
+        _rejects("certificate_revoked", _with_revocation(revoked), response, "PKCS7")
+
+    def test_another_trust_store_decides_afresh(self, verifier: LoginVerifier) -> None:
+        response = _sign(card("G3"))
+        _verify(verifier, response, "PKCS7")
+        p = pki()
+        g2_only = LoginVerifier(
+            VerifierConfig(
+                trust=TrustStore.from_certificates([p.grca_g2.certificate], p.intermediates)
+            )
+        )
+        _rejects("untrusted_issuer", g2_only, response, "PKCS7")
+        _verify(verifier, response, "PKCS7")
+
+    def test_same_token_at_a_later_time_expires(self, verifier: LoginVerifier) -> None:
+        c = card("G3")
+        response = _sign(c)
+        _verify(verifier, response, "PKCS7")
+        later = c.signing.certificate.not_valid_after_utc + timedelta(seconds=1)
+        _rejects("certificate_expired", verifier, response, "PKCS7", at=later)

@@ -35,6 +35,11 @@ Cheap local checks run before the expensive path validation; a certificate that 
 several checks reports the first in this order. Step 3 is a light search of our own so
 that "nobody we trust signed this" (``untrusted_issuer``) is told apart from "a trusted
 CA signed it but the path breaks a rule" (``chain_invalid``).
+
+Cost: step 9 is computed right after steps 1-2 (its verdict is still reported at step 9),
+so that step 3 need not verify again the signatures of the path ``cryptography`` just
+verified; links between the trust store's own CAs are verified once per store. A login
+then costs the two RSA verifications of the path, done once, by ``cryptography``.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Final
 
 from cryptography import x509
@@ -191,22 +197,32 @@ def _signature_hash_name(cert: x509.Certificate) -> str | None:
 
 
 def _find_path(
-    leaf: x509.Certificate, trust: TrustStore, pool: Sequence[x509.Certificate]
+    leaf: x509.Certificate,
+    trust: TrustStore,
+    pool: Sequence[x509.Certificate],
+    verified: Sequence[x509.Certificate] = (),
 ) -> list[x509.Certificate] | None:
     """The shortest leaf → … → anchor sequence whose every link is a verified signature
-    (breadth-first, so the depth check below sees the shortest possible path)."""
+    (breadth-first, so the depth check below sees the shortest possible path).
+
+    ``verified`` is a path that ``cryptography``'s verifier has just validated (leaf
+    first): its links are verified signatures already, so they are not verified again
+    here; every other candidate link still is (CA → CA links of the store once per
+    store, see :meth:`TrustStore._find_issuers`)."""
     if trust.is_anchor(leaf):
         return [leaf]
+    links = tuple(pairwise(verified))
     frontier: list[list[x509.Certificate]] = [[leaf]]
-    seen: set[bytes] = {leaf.tbs_certificate_bytes}
+    seen: set[bytes] = {trust._tbs_of(leaf)}
     for _ in range(_SEARCH_DEPTH):
         next_frontier: list[list[x509.Certificate]] = []
         for path in frontier:
-            for issuer in trust.find_issuers(path[-1], extra=pool):
+            for issuer in trust._find_issuers(path[-1], pool, verified_links=links):
                 if trust.is_anchor(issuer):
                     return [*path, issuer]
-                if issuer.tbs_certificate_bytes not in seen:
-                    seen.add(issuer.tbs_certificate_bytes)
+                tbs = trust._tbs_of(issuer)
+                if tbs not in seen:
+                    seen.add(tbs)
                     next_frontier.append([*path, issuer])
         if not next_frontier:
             return None
@@ -442,7 +458,19 @@ def validate_chain(
             # extensions and keys, so refuse unreadable ones here with a typed error.
             require_parsable(candidate, "an intermediate certificate's")
             pool.append(candidate)
-    path = _find_path(leaf, trust, pool)
+    # cryptography's verifier runs here, before the checks that precede it in the order
+    # above, only so that the path it verified spares _find_path re-verifying the same
+    # signatures. Its verdict is reported exactly where it was: an error is held back and
+    # raised after the local checks (so the error for a certificate with several faults
+    # is unchanged), and on success its chain is the one returned. It always runs in
+    # full, verifying every signature on the path.
+    verifier_error: Exception | None = None
+    verified: tuple[x509.Certificate, ...] = ()
+    try:
+        verified = _run_verifier(leaf, trust, pool, policy, when)
+    except Exception as exc:
+        verifier_error = exc
+    path = _find_path(leaf, trust, pool, verified)
     if path is None:
         raise UntrustedIssuer("no trusted issuer verifies this certificate", issuer=citizen.issuer)
 
@@ -458,7 +486,9 @@ def validate_chain(
     _check_key(citizen, leaf, policy)
     _check_hashes(path, trust)
 
-    chain = _run_verifier(leaf, trust, pool, policy, when)
+    if verifier_error is not None:
+        raise verifier_error
+    chain = verified
     if policy.profile == "moica" and chain != tuple(path):
         # cryptography may have preferred another path than our search: hold the CAs
         # of the path actually returned to the same policy rule.

@@ -8,13 +8,17 @@ pinned :data:`OFFICIAL_CA_FINGERPRINTS`.
 Issuer selection (RFC 5280 §4.2.1.1, §6.1.3 (a)(4)) never relies on names alone: the MOICA
 G1/G2/G3 CAs share one byte-identical DN, as do GRCA G1 and G2. :meth:`TrustStore.find_issuers`
 matches the name, then the AuthorityKeyIdentifier against the SubjectKeyIdentifier, and
-then verifies the signature with the candidate's key.
+then verifies the signature with the candidate's key. A store remembers, for itself only,
+the results that depend on its own (immutable) certificates alone: which of its CAs signed
+which, and which of them bear a given issuer Name; each is a pure function of DER octets.
 """
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 from typing import Final
@@ -60,6 +64,9 @@ OFFICIAL_CA_URLS: Final[dict[str, str]] = {
 # GRCA G1 is SHA-1 signed, has a non-critical basicConstraints and issued only the expired
 # MOICA G1: pinned so it can be recognised, not recommended as an anchor.
 LEGACY_CA_NAMES: Final = frozenset({"GRCA-G1"})
+
+# How many issuer Names TrustStore._find_issuers remembers the matching CAs of.
+_ISSUER_MEMO_SIZE: Final = 256
 
 _NAME_BY_FINGERPRINT: Final = {fp: name for name, fp in OFFICIAL_CA_FINGERPRINTS.items()}
 
@@ -163,6 +170,27 @@ class TrustStore:
 
     anchors: tuple[x509.Certificate, ...]
     intermediates: tuple[x509.Certificate, ...] = ()
+    # Per-store memos (see _find_issuers), never shared with another store:
+    # ``dataclasses.replace`` builds a new store with new, empty ones. They hold pure
+    # functions of DER octets only, so they can never make a different certificate pass.
+    _own: tuple[x509.Certificate, ...] = field(
+        default=(), init=False, repr=False, compare=False, hash=False
+    )
+    _skis: tuple[bytes | None, ...] = field(
+        default=(), init=False, repr=False, compare=False, hash=False
+    )
+    _tbs: tuple[bytes, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
+    # signature_verifies(own[i], own[j]) by (i, j): at most len(store)² entries.
+    _links: dict[tuple[int, int], bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+    # issuer Name DER → indexes of the own certificates whose subject equals that Name.
+    _by_issuer: OrderedDict[bytes, tuple[int, ...]] = field(
+        default_factory=OrderedDict, init=False, repr=False, compare=False, hash=False
+    )
+    _lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         # Accept lists from callers but store tuples so the dataclass stays hashable-ish
@@ -179,6 +207,21 @@ class TrustStore:
             if not isinstance(cert, x509.Certificate):
                 raise ConfigurationError("intermediates must be x509.Certificate objects")
             _require_ca(cert, "intermediate")
+        own = self.anchors + self.intermediates
+        object.__setattr__(self, "_own", own)
+        # Extensions of every own certificate were read by _require_ca: this cannot raise.
+        object.__setattr__(
+            self, "_skis", tuple(_key_id(c, ExtensionOID.SUBJECT_KEY_IDENTIFIER) for c in own)
+        )
+        object.__setattr__(self, "_tbs", tuple(c.tbs_certificate_bytes for c in own))
+
+    def __copy__(self) -> TrustStore:
+        # The memos hold a lock, which cannot be copied: a copy is a new store with the
+        # same certificates (certificates are immutable) and memos of its own.
+        return TrustStore(anchors=self.anchors, intermediates=self.intermediates)
+
+    def __deepcopy__(self, memo: dict[int, object]) -> TrustStore:
+        return self.__copy__()
 
     @classmethod
     def from_certificates(
@@ -215,7 +258,7 @@ class TrustStore:
 
     def is_anchor(self, cert: x509.Certificate) -> bool:
         """Whether ``cert`` is one of the anchors (by DER, not by name)."""
-        return any(cert == anchor for anchor in self.anchors)
+        return any(cert is anchor or cert == anchor for anchor in self.anchors)
 
     def find_issuers(
         self, cert: x509.Certificate, extra: Sequence[x509.Certificate] = ()
@@ -227,18 +270,111 @@ class TrustStore:
         present, and (§6.1.3 (a)(1)) verify ``cert``'s signature. Name equality alone never
         suffices. Anchors come first in the result.
         """
+        return self._find_issuers(cert, extra, verified_links=())
+
+    def _find_issuers(
+        self,
+        cert: x509.Certificate,
+        extra: Sequence[x509.Certificate],
+        *,
+        verified_links: Sequence[tuple[x509.Certificate, x509.Certificate]],
+    ) -> tuple[x509.Certificate, ...]:
+        """:meth:`find_issuers` with the same result, computed with less work.
+
+        * A (child, issuer) pair in ``verified_links`` is a signature the caller has
+          *already verified* (a link of the path ``cryptography``'s verifier has just
+          validated): it is not verified a second time.
+        * A link between two of the store's own certificates is verified once per store.
+        * Which own certificates have a given issuer Name as subject is computed once per
+          Name (keyed by its DER; the last :data:`_ISSUER_MEMO_SIZE` Names).
+        * ``extra`` certificates that are also own certificates were just weighed as such,
+          with the same outcome, so they are skipped.
+
+        Certificates compare by ``==`` (their DER) in linear scans: a certificate's
+        ``hash`` costs more than comparing it with the few certificates of a store.
+        """
         aki = _key_id(cert, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+        child = self._index(cert)
+        issuer = cert.issuer
         found: list[x509.Certificate] = []
-        for candidate in (*self.anchors, *self.intermediates, *extra):
-            if candidate.subject != cert.issuer or any(candidate == f for f in found):
+        for position in self._subjects_equal_to(issuer):
+            candidate = self._own[position]
+            if any(candidate == f for f in found):
+                continue
+            ski = self._skis[position]
+            if aki is not None and ski is not None and ski != aki:
+                continue
+            if _is_verified_link(verified_links, cert, candidate) or (
+                self._own_link(child, position)
+                if child is not None
+                else signature_verifies(cert, candidate)
+            ):
+                found.append(candidate)
+        for candidate in extra:
+            if self._index(candidate) is not None:
+                continue
+            if candidate.subject != issuer or any(candidate == f for f in found):
                 continue
             if aki is not None:
                 ski = _key_id(candidate, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
                 if ski is not None and ski != aki:
                     continue
-            if signature_verifies(cert, candidate):
+            if _is_verified_link(verified_links, cert, candidate) or signature_verifies(
+                cert, candidate
+            ):
                 found.append(candidate)
         return tuple(found)
+
+    def _index(self, cert: x509.Certificate) -> int | None:
+        """The position of ``cert`` (by DER) among the anchors then intermediates."""
+        for position, own in enumerate(self._own):
+            # ``is`` first: comparing two equal certificates costs ~2 µs, and the pool
+            # holds the store's own objects.
+            if cert is own or cert == own:
+                return position
+        return None
+
+    def _tbs_of(self, cert: x509.Certificate) -> bytes:
+        """``cert.tbs_certificate_bytes`` (a fresh copy each call), kept for own ones."""
+        position = self._index(cert)
+        return cert.tbs_certificate_bytes if position is None else self._tbs[position]
+
+    def _subjects_equal_to(self, issuer: x509.Name) -> tuple[int, ...]:
+        """Indexes, in order, of the own certificates whose subject ``==`` ``issuer``."""
+        key = issuer.public_bytes()
+        with self._lock:
+            known = self._by_issuer.get(key)
+            if known is not None:
+                self._by_issuer.move_to_end(key)
+                return known
+        # Outside the lock: a subject is parsed lazily and may raise, as it did before.
+        known = tuple(i for i, own in enumerate(self._own) if own.subject == issuer)
+        with self._lock:
+            self._by_issuer[key] = known
+            while len(self._by_issuer) > _ISSUER_MEMO_SIZE:
+                self._by_issuer.popitem(last=False)
+        return known
+
+    def _own_link(self, child: int, issuer: int) -> bool:
+        """``signature_verifies(own[child], own[issuer])``, memoised for the store."""
+        with self._lock:
+            known = self._links.get((child, issuer))
+        if known is None:
+            known = signature_verifies(self._own[child], self._own[issuer])
+            with self._lock:
+                self._links[(child, issuer)] = known
+        return known
+
+
+def _is_verified_link(
+    links: Sequence[tuple[x509.Certificate, x509.Certificate]],
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+) -> bool:
+    return any(
+        (cert is child or cert == child) and (issuer is parent or issuer == parent)
+        for child, parent in links
+    )
 
 
 def _unique(certs: Iterable[x509.Certificate]) -> tuple[x509.Certificate, ...]:

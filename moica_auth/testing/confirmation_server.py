@@ -31,8 +31,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Literal
 
 from cryptography import x509
@@ -49,6 +48,12 @@ from moica_auth.identity.confirmation import (
     client_id_for,
     sign_document,
     verify_document,
+)
+from moica_auth.testing.httpserver import (
+    ServerWithDaemonThreads,
+    StartStopContext,
+    serve_in_thread,
+    shut_down,
 )
 
 __all__ = ["ConfirmationServer", "Fault", "ReceivedRecord"]
@@ -89,7 +94,7 @@ class _BadRequest(Exception):
         self.nonce = nonce  # refusals echo the nonce too, as read before verification
 
 
-class ConfirmationServer:
+class ConfirmationServer(StartStopContext):
     """The test service. ``clients`` are the RP certificates it accepts (by ClientID).
 
     ``at`` pins the time at which certificates must be valid when verifying requests.
@@ -115,8 +120,7 @@ class ConfirmationServer:
         self.last_request: bytes | None = None
         self._lock = threading.Lock()
         self._rogue_key: rsa.RSAPrivateKey | None = None
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = ServerWithDaemonThreads(("127.0.0.1", 0), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property
@@ -125,28 +129,11 @@ class ConfirmationServer:
         return f"http://{host!s}:{port}/confirm"
 
     def start(self) -> ConfirmationServer:
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, name="moica-confirmation-server", daemon=True
-        )
-        self._thread.start()
+        self._thread = serve_in_thread(self._httpd, name="moica-confirmation-server")
         return self
 
     def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-
-    def __enter__(self) -> ConfirmationServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        shut_down(self._httpd, self._thread)
 
     # --- the service ---------------------------------------------------------------
 

@@ -43,8 +43,7 @@ import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal, Protocol, get_args
 
 from asn1crypto import core as asn1_core
@@ -55,6 +54,13 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509 import ocsp
 
+from moica_auth.testing.httpserver import (
+    ServerWithDaemonThreads,
+    StartStopContext,
+    serve_in_thread,
+    serve_until_interrupted,
+    shut_down,
+)
 from moica_auth.testing.pki import TestPKI
 
 __all__ = [
@@ -340,8 +346,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.owner._handle(self, "POST")
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _HttpServer(ServerWithDaemonThreads):
     allow_reuse_address = True
 
     def __init__(self, address: tuple[str, int], owner: ResponderServer) -> None:
@@ -349,7 +354,7 @@ class _HttpServer(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-class ResponderServer:
+class ResponderServer(StartStopContext):
     """A real HTTP server on 127.0.0.1 serving CRLs and OCSP (see the module docstring).
 
     :param port: 0 picks a free port; :attr:`url` tells which.
@@ -388,13 +393,9 @@ class ResponderServer:
         self._stopping.clear()
         self._httpd = _HttpServer((self.host, self.port), self)
         self.port = int(self._httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"moica-responders-{self.port}",
-            daemon=True,
+        self._thread = serve_in_thread(
+            self._httpd, name=f"moica-responders-{self.port}", poll_interval=0.05
         )
-        self._thread.start()
         return self
 
     def stop(self) -> None:
@@ -408,22 +409,8 @@ class ResponderServer:
                 gate.set()
         httpd, self._httpd = self._httpd, None
         if httpd is not None:
-            httpd.shutdown()
-            httpd.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def __enter__(self) -> ResponderServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+            shut_down(httpd, self._thread, timeout=5)
+        self._thread = None
 
     @property
     def url(self) -> str:
@@ -707,12 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     server = serve_demo(test_pki, port=args.port)
     print(f"OCSP responder at {server.url_for('/ocsp')}, CRLs under {base}/crl; Ctrl-C to stop")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_interrupted(server)
     return 0
 
 

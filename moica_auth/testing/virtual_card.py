@@ -55,6 +55,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from moica_auth.certificate import CitizenCertificate
+from moica_auth.testing.httpserver import (
+    ServerWithDaemonThreads,
+    StartStopContext,
+    serve_in_thread,
+    serve_until_interrupted,
+    shut_down,
+)
 from moica_auth.testing.pki import CertifiedKey, CitizenCard
 from moica_auth.testing.softcard import HIPKI_VERSION, hash_for, sign_response
 
@@ -269,7 +276,7 @@ def _is_true(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
 
-class VirtualCardServer:
+class VirtualCardServer(StartStopContext):
     """A local HiPKI-compatible server with a virtual reader holding one of ``cards``.
 
     ``port=0`` picks a free port (read :attr:`port` / :attr:`url` after :meth:`start`).
@@ -319,14 +326,8 @@ class VirtualCardServer:
         httpd = _Server((self.host, self._requested_port), _Handler)
         httpd.virtual_card = self  # type: ignore[attr-defined]
         self._httpd = httpd
-        self._thread = threading.Thread(
-            # A short poll interval keeps stop() quick (shutdown waits for one poll).
-            target=httpd.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="moica-virtual-card",
-            daemon=True,
-        )
-        self._thread.start()
+        # A short poll interval keeps stop() quick (shutdown waits for one poll).
+        self._thread = serve_in_thread(httpd, name="moica-virtual-card", poll_interval=0.05)
         logger.info("virtual HiPKI component listening on %s", self.url)
         return self
 
@@ -334,18 +335,9 @@ class VirtualCardServer:
         """Stop serving and close the socket."""
         if self._httpd is None:
             return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
+        shut_down(self._httpd, self._thread)
         self._httpd = None
         self._thread = None
-
-    def __enter__(self) -> VirtualCardServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:
@@ -675,9 +667,7 @@ _POPUP_HTML = """<!DOCTYPE html>
 """
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
+class _Server(ServerWithDaemonThreads):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A browser that closes the popup mid-request is normal, not worth a traceback;
         # anything else is a bug and is logged with its traceback.
@@ -927,12 +917,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         marker = "*" if card.card_id == server.inserted else " "
         print(f" {marker} {card.card_id}  card number {card.card_number}")
     print("Ctrl-C to stop.")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    serve_until_interrupted(server)
     return 0
 
 

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 from cryptography.x509.oid import ExtensionOID, NameOID
 
+from moica_auth._wire import wire_bytes
 from moica_auth.exceptions import MalformedCertificate
 
 __all__ = [
@@ -69,15 +70,7 @@ _BASE64_RE: Final = re.compile(rb"[A-Za-z0-9+/=_-]+")
 
 
 def _as_bytes(data: bytes | str, limit: int) -> bytes:
-    if isinstance(data, str):
-        try:
-            raw = data.encode("ascii")
-        except UnicodeEncodeError as exc:
-            raise MalformedCertificate("certificate text is not ASCII") from exc
-    elif isinstance(data, bytes | bytearray | memoryview):
-        raw = bytes(data)
-    else:
-        raise MalformedCertificate(f"unsupported certificate input type {type(data).__name__}")
+    raw = wire_bytes(data, what="certificate", error=MalformedCertificate)
     if not raw:
         raise MalformedCertificate("empty certificate")
     if len(raw) > limit:

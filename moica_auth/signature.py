@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from moica_auth._wire import wire_bytes
 from moica_auth.certificate import (
     EXTENSION_ERRORS,
     load_certificate,
@@ -154,17 +155,9 @@ def decode_signature(data: bytes | str) -> bytes:
     that is not base64, and anything larger than :data:`MAX_SIGNATURE_BYTES` raise
     :class:`MalformedSignature`.
     """
-    if isinstance(data, str):
-        try:
-            raw = data.encode("ascii")
-        except UnicodeEncodeError as exc:
-            raise MalformedSignature("signature text is not ASCII") from exc
-        text = True
-    elif isinstance(data, bytes | bytearray | memoryview):
-        raw = bytes(data)
-        text = _BASE64_TEXT_RE.fullmatch(raw) is not None
-    else:
-        raise MalformedSignature(f"unsupported signature input type {type(data).__name__}")
+    raw = wire_bytes(data, what="signature", error=MalformedSignature)
+    # Text is always base64; bytes are base64 text only if they look like it.
+    text = isinstance(data, str) or _BASE64_TEXT_RE.fullmatch(raw) is not None
     # Base64 inflates by 4/3 (plus whitespace), so the wire limit is a little higher than
     # the decoded one; both bound the work done on attacker-chosen input.
     if len(raw) > MAX_SIGNATURE_BYTES * 2:

@@ -26,7 +26,6 @@ answer that must not be trusted, ``revocation_stale`` when the only data is out 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -46,6 +45,7 @@ from moica_auth.revocation.crl import (
     CrlSource,
     HttpCrlFetcher,
     certificate_crl_urls,
+    declared_key_ids,
     key_id,
     parse_crl,
 )
@@ -91,14 +91,6 @@ def read_crl(data: bytes) -> x509.CertificateRevocationList:
         raise CrlInvalid("not a CRL (DER or PEM)") from exc
 
 
-def _key_ids(certificate: x509.Certificate) -> set[bytes]:
-    ids = {x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest}
-    with contextlib.suppress(x509.ExtensionNotFound):
-        ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        ids.add(ski.value.digest)
-    return ids
-
-
 def _issued_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) -> bool:
     """Does this CRL claim to come from ``issuer`` (name, then AKI; RFC 5280 §5.2.1)?
 
@@ -113,7 +105,7 @@ def _issued_by(crl: x509.CertificateRevocationList, issuer: x509.Certificate) ->
         return True
     except ValueError:
         return True  # malformed: let parse_crl refuse it with crl_invalid
-    return aki.key_identifier is None or aki.key_identifier in _key_ids(issuer)
+    return aki.key_identifier is None or aki.key_identifier in declared_key_ids(issuer)
 
 
 class CliCrlSource:

@@ -365,7 +365,9 @@ def key_id(certificate: x509.Certificate) -> str:
     return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest.hex().upper()
 
 
-def _declared_key_ids(certificate: x509.Certificate) -> set[bytes]:
+def declared_key_ids(certificate: x509.Certificate) -> set[bytes]:
+    """Every key id ``certificate`` answers to: the SHA-1 of its key (RFC 5280 §4.2.1.2
+    method (1)) and the value of its SKI extension, when it has one."""
     ids = {x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest}
     with contextlib.suppress(x509.ExtensionNotFound):
         ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
@@ -602,7 +604,7 @@ def _select_issuer(
     if not named:
         raise CrlInvalid("no known CA has the CRL issuer name")
     if aki is not None:
-        named = [c for c in named if aki in _declared_key_ids(c)]
+        named = [c for c in named if aki in declared_key_ids(c)]
         if not named:
             raise CrlInvalid("CRL authorityKeyIdentifier matches no known CA key")
     signer = next((c for c in named if _verify(c.public_key(), crl, tbs)), None)

@@ -352,6 +352,15 @@ def _field(serial: int) -> str:
     return format(serial, "x")
 
 
+@contextmanager
+def _unavailable_on_redis_error() -> Iterator[None]:
+    """A Redis failure inside the block raises StoreUnavailable (see the module docstring)."""
+    try:
+        yield
+    except redis.RedisError as exc:
+        raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
+
+
 class RedisIndexStore:
     """The fleet's index in Redis (see the module docstring for the key layout).
 
@@ -397,7 +406,7 @@ class RedisIndexStore:
         gen_key = self._k("gen", generation)
         number = f"{parsed.number:050d}"
         pointer = json.dumps({**info.to_json(), "gen": generation, "n": number})
-        try:
+        with _unavailable_on_redis_error():
             current = self.client.get(self._k("ptr", parsed.issuer_key_id, parsed.scope))
             if current is not None and json.loads(current)["n"] >= number:
                 return False  # cheap early refusal; the script re-checks atomically
@@ -431,8 +440,6 @@ class RedisIndexStore:
                 self.client.unlink(gen_key)
                 return False
             return True
-        except redis.RedisError as exc:
-            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
 
     def _write_generation(self, gen_key: str, entries: Mapping[int, bytes]) -> None:
         items = iter(entries.items())
@@ -467,23 +474,19 @@ class RedisIndexStore:
         return None
 
     def info(self, issuer_key_id: str, scope: str) -> CrlInfo | None:
-        try:
+        with _unavailable_on_redis_error():
             pointer = self._pointer(issuer_key_id, scope)
             if pointer is None:
                 return None
             info = CrlInfo.from_json(pointer)
             return _with_error(info, self.last_error(info.url) if info.url else None)
-        except redis.RedisError as exc:
-            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
 
     def read(self, issuer_key_id: str, serial: int) -> list[tuple[CrlInfo, bytes | None]]:
-        try:
+        with _unavailable_on_redis_error():
             flat = self._read(
                 keys=[self._k("scopes", issuer_key_id)],
                 args=[self._k("ptr", issuer_key_id, ""), self._k("gen", ""), _field(serial)],
             )
-        except redis.RedisError as exc:
-            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
         out: list[tuple[CrlInfo, bytes | None]] = []
         for i in range(0, len(flat), 2):
             info = CrlInfo.from_json(json.loads(flat[i]))
@@ -491,7 +494,7 @@ class RedisIndexStore:
         return out
 
     def all_info(self) -> list[CrlInfo]:
-        try:
+        with _unavailable_on_redis_error():
             out: list[CrlInfo] = []
             for kid in sorted(_text(k) for k in self.client.smembers(self._k("kids"))):
                 scopes = self.client.smembers(self._k("scopes", kid))
@@ -500,14 +503,10 @@ class RedisIndexStore:
                     if info is not None:
                         out.append(info)
             return out
-        except redis.RedisError as exc:
-            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
 
     def info_for_url(self, url: str) -> CrlInfo | None:
-        try:
+        with _unavailable_on_redis_error():
             raw = self.client.get(self._k("url", url))
-        except redis.RedisError as exc:
-            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
         if raw is None:
             return None
         kid, scope = json.loads(raw)
@@ -515,22 +514,16 @@ class RedisIndexStore:
 
     def record_error(self, url: str, error: str, *, at: datetime | None = None) -> None:
         stamp = (at or datetime.now(UTC)).isoformat()
-        try:
+        with _unavailable_on_redis_error():
             self.client.set(self._k("err", url), json.dumps([error, stamp]))
-        except redis.RedisError as exc:
-            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
 
     def clear_error(self, url: str) -> None:
-        try:
+        with _unavailable_on_redis_error():
             self.client.delete(self._k("err", url))
-        except redis.RedisError as exc:
-            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
 
     def last_error(self, url: str) -> tuple[str, datetime] | None:
-        try:
+        with _unavailable_on_redis_error():
             raw = self.client.get(self._k("err", url))
-        except redis.RedisError as exc:
-            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
         if raw is None:
             return None
         error, stamp = json.loads(raw)
@@ -541,13 +534,11 @@ class RedisIndexStore:
         key = self._k("lock", name)
         token = secrets.token_hex(16)
         deadline = time.monotonic() + wait
-        try:
+        with _unavailable_on_redis_error():
             acquired = bool(self.client.set(key, token, nx=True, px=max(1, int(ttl * 1000))))
             while not acquired and time.monotonic() < deadline:
                 time.sleep(0.05)
                 acquired = bool(self.client.set(key, token, nx=True, px=max(1, int(ttl * 1000))))
-        except redis.RedisError as exc:
-            raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
         try:
             yield acquired
         finally:

@@ -18,16 +18,32 @@ def free_port() -> int:
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
-    """Yield the URL of a fresh redis-server on 127.0.0.1; stop it afterwards."""
+def redis_server(*extra: str) -> Iterator[str]:
+    """Yield the URL of a fresh redis-server on 127.0.0.1; stop it afterwards.
+
+    ``extra`` arguments go on the server's command line after the defaults (to simulate
+    an old server without GETDEL, say).
+    """
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: apt-get install redis-server")
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="moica-redis-")
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", workdir],
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            *extra,
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -14,20 +14,14 @@ under the names ``store`` and ``store_case``.
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pytest
 
 from moica_auth.stores import KeyValueStore, MemoryStore, RedisStore
-from tests.redis_server import free_port
+from tests.redis_server import free_port, redis_server
 
 
 @dataclass
@@ -72,50 +66,8 @@ def store_fixture(store_case: StoreCase) -> KeyValueStore:
     return store_case.store
 
 
-@contextmanager
-def redis_server_with(*extra: str) -> Iterator[str]:
-    """Yield the URL of a fresh redis-server started with ``extra`` arguments."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed: apt-get install redis-server")
-    port = free_port()
-    workdir = tempfile.mkdtemp(prefix="moica-redis-")
-    proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+#: Yield the URL of a fresh redis-server started with ``extra`` arguments.
+redis_server_with = redis_server
 
 
 def closed_port_url() -> str:

@@ -23,9 +23,10 @@ import hmac
 import ipaddress
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives import hashes, serialization
@@ -34,6 +35,7 @@ from django.core.exceptions import BadRequest, SuspiciousOperation
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render, resolve_url
 from django.utils.decorators import decorator_from_middleware
@@ -94,6 +96,9 @@ _BACKEND = "moica_auth.backends.MoicaBackend"
 # --- helpers ----------------------------------------------------------------------------
 
 
+_View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
+
+
 class _JsonCsrfMiddleware(CsrfViewMiddleware):
     """Django's CSRF check, unchanged, answering a refusal as JSON ``403 csrf_failed``
     (the login endpoints are called by script, which cannot read Django's HTML page)."""
@@ -105,7 +110,11 @@ class _JsonCsrfMiddleware(CsrfViewMiddleware):
 
 #: ``csrf_protect`` with a JSON refusal. The views also carry ``csrf_exempt`` so that the
 #: project's ``CsrfViewMiddleware`` leaves the (same) check to this decorator.
-_json_csrf_protect = decorator_from_middleware(_JsonCsrfMiddleware)
+# django-stubs types decorator_from_middleware's result loosely (it may return a decorator
+# factory); this one decorates a view and returns a view of the same type.
+_json_csrf_protect = cast(
+    "Callable[[_View], _View]", decorator_from_middleware(_JsonCsrfMiddleware)
+)
 
 
 def client_ip(request: HttpRequest) -> str | None:

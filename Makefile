@@ -6,10 +6,10 @@ STAMP   = $(VENV)/.installed
 
 .PHONY: venv test lint typecheck demo bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,dev,bench]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[test,dev,bench]'
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -158,3 +158,99 @@ def test_accepts_the_fields_list_of_a_view_context() -> None:
     (form,) = tags(html, "form")
     assert form["data-fields"] == "birth_date"
     assert form["data-next"] == "/x"
+
+
+# --- hostile input ----------------------------------------------------------------------
+
+XSS = "\"><script>alert(1)</script><x a='"
+
+
+@pytest.mark.parametrize("wrapper", ["{}", "{{% autoescape off %}}{}{{% endautoescape %}}"])
+def test_next_cannot_break_out_of_its_attribute(wrapper: str) -> None:
+    # Even in a template that turned autoescaping off, the box escapes what it renders.
+    html = render(wrapper.format("{% moica_login_box next=evil box_id=box %}"), evil=XSS)
+    assert "<script>alert(1)" not in html
+    (form,) = tags(html, "form")
+    assert form["data-next"] == XSS
+    assert [a.get("type") for a in tags(html, "script")] == ["application/json", "module"]
+
+
+def test_box_id_cannot_inject_markup() -> None:
+    html = render(
+        "{% autoescape off %}{% moica_login_box box_id=evil %}{% endautoescape %}", evil=XSS
+    )
+    assert "<script>alert(1)" not in html
+    (form,) = tags(html, "form")
+    assert form["id"] == XSS
+
+
+def test_the_catalogue_cannot_close_its_script_element(monkeypatch: Any) -> None:
+    import moica_auth.templatetags.moica_auth as tag
+
+    def hostile() -> dict[str, Any]:
+        return {"client": {"unknown": "</script><script>alert(1)</script>"}}
+
+    monkeypatch.setattr(tag, "client_messages", hostile)
+    html = render('{% moica_login_box box_id="box" %}')
+    assert "<script>alert(1)" not in html
+    body = re.search(r'<script id="box-messages" type="application/json">(.*?)</script>', html)
+    assert body is not None
+    assert json.loads(body.group(1)) == hostile()
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "data:text/html,x",
+        'http://localhost:61161"><script>alert(1)</script>',
+        "http://local host:61161",
+        "http://localhost:abc",
+        "http://localhost:0",
+        "http://localhost:70000",
+        "http://localhost:61161?",
+        "http://localhost:61161#",
+        "http://localhost:61161 ",
+        " http://localhost:61161",
+        "http://localhost:61161\n",
+        "http://[::1",
+        "http://",
+        "http://localhost:61161//",
+        "http://loc<al>host:61161",
+    ],
+)
+def test_component_url_must_be_a_plain_http_origin(settings: Any, url: str) -> None:
+    settings.MOICA_AUTH_COMPONENT_URL = url
+    with pytest.raises(TemplateSyntaxError):
+        render("{% moica_login_box %}")
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://localhost:61161", "http://localhost:61161"),
+        ("http://127.0.0.1:61161/", "http://127.0.0.1:61161"),
+        ("https://hipki.example:8443", "https://hipki.example:8443"),
+        ("HTTP://LocalHost:61161", "http://localhost:61161"),
+        ("http://[::1]:61161", "http://[::1]:61161"),
+    ],
+)
+def test_component_url_is_normalised_to_its_origin(settings: Any, url: str, expected: str) -> None:
+    settings.MOICA_AUTH_COMPONENT_URL = url
+    (form,) = tags(render("{% moica_login_box %}"), "form")
+    assert form["data-component-url"] == expected
+
+
+def test_without_the_script_the_form_posts_no_pin_and_no_personal_field() -> None:
+    # JavaScript off: the button is disabled (no implicit submission either), and even a
+    # forced native submission would carry only the CSRF token: no input but that one
+    # has a name, and nothing in the form names the PIN.
+    html = render('{% moica_login_box fields="id_number,birth_date" %}', csrf_token="tok-123")
+    (form,) = tags(html, "form")
+    assert form["method"] == "post"  # never GET: nothing ends up in a URL
+    named = [a for a in tags(html, "input") if a.get("name")]
+    assert [(a["name"], a.get("type")) for a in named] == [("csrfmiddlewaretoken", "hidden")]
+    assert not tags(html, "select") and not tags(html, "textarea")
+    for (button,) in [tags(html, "button")]:
+        assert "disabled" in button
+        assert "name" not in button and "formaction" not in button

@@ -561,3 +561,161 @@ def test_loads_the_cards_written_by_the_pki_command(tmp_path: Path) -> None:
         expected_card_number=entry["card_number"],
     )
     assert f"{verified.certificate.serial_number:X}" == entry["signing_serial"]
+
+
+# --- hostile neighbours -----------------------------------------------------------------
+
+
+def test_binds_the_loopback_interface_only(cards: list[VirtualCard]) -> None:
+    with _server(cards) as srv:
+        assert srv._httpd is not None
+        assert srv._httpd.server_address[0] == "127.0.0.1"
+    for host in ("0.0.0.0", "::", "192.0.2.10", "example.com", ""):  # noqa: S104
+        with pytest.raises(ValueError):
+            VirtualCardServer(cards, host=host, port=0)
+    for host in ("127.0.0.1", "localhost", "::1"):
+        VirtualCardServer(cards, host=host, port=0)  # only checked, never started
+
+
+def test_cli_refuses_a_public_address(tmp_path: Path) -> None:
+    from moica_auth.testing.__main__ import write_pki
+    from moica_auth.testing.virtual_card import main
+
+    write_pki(
+        tmp_path, seed="moica-auth-demo", crl_base_url="http://127.0.0.1:1/crl", ocsp_url=None
+    )
+    with pytest.raises((SystemExit, ValueError)):
+        main(["--cards", str(tmp_path), "--host", "0.0.0.0", "--port", "0"])  # noqa: S104
+
+
+def test_a_rebound_host_name_cannot_drive_the_card(server: VirtualCardServer) -> None:
+    # DNS rebinding: evil.example resolves to 127.0.0.1, so its pages are same-origin
+    # with "the component" and could post JSON. The Host header gives it away.
+    host = f"evil.example:{server.port}"
+    response = requests.post(
+        server.url + "/sign",
+        json=sign_request(pin="000000"),
+        headers={"Host": host},
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 403
+    assert "signature" not in response.text
+    assert server.pin_tries_left("main") == 3
+    info = requests.get(
+        server.url + "/pkcs11info?withcert=true", headers={"Host": host}, timeout=TIMEOUT
+    )
+    assert info.status_code == 403
+    assert "certs" not in info.text
+    unlock = requests.post(
+        server.url + "/unlock",
+        json={"card": "main", "user_code": "0", "new_pin": "123456"},
+        headers={"Host": host},
+        timeout=TIMEOUT,
+    )
+    assert unlock.status_code == 403
+    for name in ("127.0.0.1", "localhost"):
+        ok = requests.post(
+            server.url + "/sign",
+            json=sign_request(),
+            headers={"Host": f"{name}:{server.port}"},
+            timeout=TIMEOUT,
+        )
+        assert ok.json()["ret_code"] == 0
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "https://evil.example"},
+        {"Origin": "null"},
+        {"Referer": "https://evil.example/page"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Origin": "https://evil.example", "Referer": "http://127.0.0.1/addDomain"},
+    ],
+)
+def test_another_site_cannot_confirm_add_domain(
+    strict: VirtualCardServer, headers: dict[str, str]
+) -> None:
+    # A form on any page can POST application/x-www-form-urlencoded here: only the
+    # component's own confirmation page may.
+    response = requests.post(
+        strict.url + "/addDomain",
+        data={"domain": "evil.example"},
+        headers=headers,
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 403
+    assert "evil.example" not in strict.trusted_domains
+
+
+def test_the_confirmation_page_itself_can_add_a_domain(strict: VirtualCardServer) -> None:
+    response = requests.post(
+        strict.url + "/addDomain",
+        data={"domain": "new.example"},
+        headers={
+            "Origin": strict.url,
+            "Referer": strict.url + "/addDomain?domain=new.example",
+            "Sec-Fetch-Site": "same-origin",
+        },
+        timeout=TIMEOUT,
+    )
+    assert response.status_code == 200
+    assert "new.example" in strict.trusted_domains
+
+
+def test_pages_cannot_be_framed(strict: VirtualCardServer) -> None:
+    # Framed, the "Trust this site" button could be clickjacked.
+    for path in ("/addDomain?domain=new.example", "/popupForm", "/selfTest.htm", "/pkcs11info"):
+        response = requests.get(strict.url + path, timeout=TIMEOUT)
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+        assert "access-control-allow-origin" not in {k.lower() for k in response.headers}
+
+
+def test_a_bad_content_length_is_a_clean_refusal(server: VirtualCardServer) -> None:
+    import socket
+
+    for length in ("abc", "-1"):
+        with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+            sock.sendall(
+                b"POST /addDomain HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\n"
+                b"Content-Length: " + length.encode() + b"\r\n\r\ndomain=x.example"
+            )
+            sock.shutdown(socket.SHUT_WR)
+            status = sock.recv(64).split(b"\r\n", 1)[0]
+        assert b" 400 " in status, status
+    assert "x.example" not in server.trusted_domains
+
+
+def test_no_pin_or_user_code_in_the_logs(
+    server: VirtualCardServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG", logger="moica_auth.testing.virtual_card")
+    sign(server, pin="97531864")
+    sign(server, pin="24680135")
+    sign(server, pin="1357")
+    sign(server)
+    post(server, "/unlock", {"card": "main", "user_code": "86420975", "new_pin": "11223344"})
+    requests.post(server.url + "/sign", data="pin=55667788", timeout=TIMEOUT)
+    requests.get(server.url + "/nowhere", timeout=TIMEOUT)
+    assert caplog.records, "the server logged nothing at all"
+    for secret in ("97531864", "24680135", "1357", "123456", "86420975", "11223344", "55667788"):
+        assert secret not in caplog.text
+
+
+def test_user_code_tries_are_per_card(server: VirtualCardServer) -> None:
+    for _ in range(3):
+        server.unlock("main", "00000000", "24681357")
+    answer = server.unlock("other", "00000000", "24681357")
+    assert answer["tries_left"] == 3
+    assert server.unlock("main", "00000000", "24681357")["last_error"] == LAST_CARD_LOCKED
+    assert server.unlock("other", "11112222", "24681357")["ret_code"] == 0
+
+
+def test_popup_answers_only_its_opener(server: VirtualCardServer) -> None:
+    text = requests.get(server.url + "/popupForm", timeout=TIMEOUT).text
+    assert "event.source !== opener" in text
+    assert text.count("postMessage(") == 2
+    # getTbs carries nothing secret; it is the only message addressed to "*".
+    assert 'opener.postMessage(JSON.stringify({func: "getTbs"}), "*")' in text

@@ -17,10 +17,11 @@ The script sends it only to the local component. See ``docs/client.md``.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
+import re
 from collections.abc import Iterable
 from typing import Any
-from urllib.parse import urlsplit
 
 from django import template
 from django.conf import settings
@@ -40,28 +41,53 @@ LOGIN_BOX_FIELDS: tuple[str, ...] = ("id_number", "birth_date")
 _box_ids = itertools.count(1)
 
 
-def component_url() -> str:
-    """The HiPKI component base URL from ``MOICA_AUTH_COMPONENT_URL``.
+_ORIGIN_RE = re.compile(
+    r"(?P<scheme>https?)://(?P<host>\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?/?",
+    re.ASCII | re.IGNORECASE,
+)
+_LABEL_RE = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
-    Only ``http``/``https`` URLs without path, query or credentials are accepted: the
-    browser compares it with ``MessageEvent.origin``, so anything else could never match.
+
+def component_url() -> str:
+    """The HiPKI component's origin from ``MOICA_AUTH_COMPONENT_URL``.
+
+    Only ``http(s)://host[:port]`` (one trailing ``/`` allowed) is accepted: the browser
+    compares it with ``MessageEvent.origin`` and addresses the PIN to it, so anything else
+    (another scheme, credentials, a path, a query, spaces, a malformed host or port) is a
+    :class:`~django.template.TemplateSyntaxError`. The value is returned as the browser
+    spells the origin: lower case, without a default port.
     """
-    value = str(getattr(settings, "MOICA_AUTH_COMPONENT_URL", None) or DEFAULT_COMPONENT_URL)
-    value = value.rstrip("/")
-    parts = urlsplit(value)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.hostname
-        or parts.path
-        or parts.query
-        or parts.fragment
-        or parts.username
-        or parts.password
-    ):
+    value = getattr(settings, "MOICA_AUTH_COMPONENT_URL", None) or DEFAULT_COMPONENT_URL
+    match = _ORIGIN_RE.fullmatch(value) if isinstance(value, str) else None
+    origin = _origin(match) if match else None
+    if origin is None:
         raise template.TemplateSyntaxError(
             "MOICA_AUTH_COMPONENT_URL must be scheme://host[:port], e.g. http://localhost:61161"
         )
-    return value
+    return origin
+
+
+def _origin(match: re.Match[str]) -> str | None:
+    scheme = match["scheme"].lower()
+    host = match["host"].lower()
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return None
+    else:
+        labels = host[:-1].split(".") if host.endswith(".") else host.split(".")
+        if len(host) > 253 or not all(_LABEL_RE.fullmatch(label) for label in labels):
+            return None
+    port = ""
+    if match["port"] is not None:
+        number = int(match["port"])
+        if not 0 < number < 65536:
+            return None
+        if number != _DEFAULT_PORTS[scheme]:
+            port = f":{number}"
+    return f"{scheme}://{host}{port}"
 
 
 def _parse_fields(fields: str | Iterable[str] | None) -> list[str]:

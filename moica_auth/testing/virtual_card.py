@@ -27,6 +27,18 @@ the card (``last_error`` 0x80000002, 0x80000001, then 0xA4); a correct PIN reset
 four wrong user codes lock the user code too. State lives in memory behind one lock.
 
 PINs and user codes are never logged, and never echoed in a response.
+
+What keeps other sites on the same machine's browser away from the card:
+
+* it listens on a loopback address only (``ValueError`` otherwise);
+* it answers only requests whose ``Host`` names this machine (no DNS rebinding);
+* its POSTs of requests are ``application/json``, which no cross-site form can send and
+  no cross-site ``fetch`` can send without a preflight, which is never granted (no CORS
+  headers at all, like the real component);
+* ``POST /addDomain`` (a form) is accepted only from the component's own confirmation
+  page (``Origin``/``Referer``/``Sec-Fetch-Site``), and no page may be framed
+  (``X-Frame-Options: DENY``, ``frame-ancestors 'none'``), so trusting a site takes the
+  user's own click in a top-level window.
 """
 
 from __future__ import annotations
@@ -35,6 +47,7 @@ import argparse
 import base64
 import binascii
 import html
+import ipaddress
 import json
 import logging
 import re
@@ -272,6 +285,17 @@ def _normalise_domain(value: str) -> str | None:
     return text if _DOMAIN_RE.fullmatch(text) else None
 
 
+def _is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only (``localhost``, 127.0.0.0/8, ``::1``)."""
+    name = host.strip().lower().strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _is_true(value: object) -> bool:
     return value is True or (isinstance(value, str) and value.strip().lower() == "true")
 
@@ -301,6 +325,11 @@ class VirtualCardServer(StartStopContext):
         ids = [c.card_id for c in cards]
         if len(set(ids)) != len(ids):
             raise ValueError("card ids must be unique")
+        if not _is_loopback(host):
+            # Public test keys and a PIN oracle: never on a network interface.
+            raise ValueError(
+                f"the virtual card listens on the loopback interface only, not {host!r}"
+            )
         self.cards: dict[str, VirtualCard] = {c.card_id: c for c in cards}
         self.host = host
         self._requested_port = port
@@ -628,8 +657,17 @@ _POPUP_HTML = """<!DOCTYPE html>
     return;
   }
   function reply(origin, result) {
-    // Only to the origin that sent the request: the answer is meant for that page.
-    opener.postMessage(JSON.stringify(result), origin);
+    // Only to the origin that sent the request (MessageEvent.origin, which the browser
+    // sets and the page cannot forge), never "*": if the opener has navigated elsewhere
+    // since, the browser drops the answer. Not document.referrer (a Referrer-Policy may
+    // strip it) and not opener.location (unreadable across origins). The real component
+    // is believed to answer to "*"; the client accepts either, since it checks the
+    // message's origin and source itself.
+    try {
+      opener.postMessage(JSON.stringify(result), origin);
+    } catch (e) {
+      // an opaque ("null") origin cannot be addressed: nobody gets the answer
+    }
     window.close();
   }
   window.addEventListener("message", function (event) {
@@ -697,6 +735,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Cache-Control", "no-store")
         self.send_header("X-Content-Type-Options", "nosniff")
+        # No page of the component may be framed: a framed addDomain confirmation could
+        # be clickjacked. (No CORS header either, like the real component.)
+        self.send_header("X-Frame-Options", "DENY")
+        self.send_header("Content-Security-Policy", "frame-ancestors 'none'")
         self.end_headers()
         self.wfile.write(body)
 
@@ -705,6 +747,41 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _html(self, text: str, status: int = 200) -> None:
         self._send(status, text.encode(), "text/html; charset=utf-8")
+
+    def _host_allowed(self) -> bool:
+        """The ``Host`` header names this machine. Anything else is DNS rebinding: a
+        site whose name now resolves to 127.0.0.1, whose pages are then same-origin with
+        "the component" and could post JSON to it."""
+        host = self.headers.get("Host")
+        if host is None:
+            return True  # an HTTP/1.0 client without Host: not a browser
+        try:
+            name = urlsplit("//" + host.strip()).hostname
+        except ValueError:
+            return False
+        return name is not None and (
+            _is_loopback(name) or name == self.card_server.host.strip("[]").lower()
+        )
+
+    def _refuse_foreign_host(self) -> bool:
+        if self._host_allowed():
+            return False
+        self._json(_answer("", RET_BAD_REQUEST, 0, "unknown host"), 403)
+        return True
+
+    def _from_own_page(self) -> bool:
+        """A form POST comes from one of this component's own pages (the addDomain
+        confirmation), not from another site: a form on any page can POST here."""
+        site = self.headers.get("Sec-Fetch-Site")
+        if site is not None and site.strip().lower() != "same-origin":
+            return False
+        origin = self.headers.get("Origin")
+        if origin is not None:
+            return origin.strip().rstrip("/") in self._self_origins()
+        referer = self.headers.get("Referer")
+        if referer is not None:
+            return any(referer.startswith(o + "/") for o in self._self_origins())
+        return True  # no browser headers at all: a local tool (curl, tests)
 
     def _self_origins(self) -> set[str]:
         port = self.card_server.port
@@ -758,6 +835,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ---------------------------------------------------------------- verbs
     def do_GET(self) -> None:
+        if self._refuse_foreign_host():
+            return
         parts = urlsplit(self.path)
         query = parse_qs(parts.query)
         path = parts.path
@@ -778,6 +857,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(_answer("", RET_BAD_REQUEST, 0, "not found"), 404)
 
     def do_POST(self) -> None:
+        if self._refuse_foreign_host():
+            return
         parts = urlsplit(self.path)
         path = parts.path
         if path == "/sign":
@@ -793,8 +874,17 @@ class _Handler(BaseHTTPRequestHandler):
                 domain = self._requesting_domain(body)
                 self._json(self.card_server.pkcs11info(with_cert=with_cert, domain=domain))
         elif path == "/addDomain":
-            length = int(self.headers.get("Content-Length") or 0)
-            form = parse_qs(self.rfile.read(min(length, 4096)).decode("utf-8", "replace"))
+            if not self._from_own_page():
+                self._html("<!DOCTYPE html><p>Forbidden.</p>", 403)
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or "")
+            except ValueError:
+                length = -1
+            if not 0 < length <= 4096:
+                self._html("<!DOCTYPE html><p>Bad request.</p>", 400)
+                return
+            form = parse_qs(self.rfile.read(length).decode("utf-8", "replace"))
             self._add_domain(form.get("domain", [""])[0], confirmed=True)
         elif path == "/unlock":
             body = self._json_body_or_refuse("unlock")
@@ -901,6 +991,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
 
+    if not _is_loopback(args.host):
+        parser.error(
+            f"--host must be a loopback address (127.0.0.1, ::1, localhost), not {args.host!r}"
+        )
     cards = load_cards(args.cards)
     server = VirtualCardServer(
         cards,

@@ -56,6 +56,9 @@ const RET_CANCELLED = "76000999";
 // A popup that reads as closed this soon after opening was never really ours (see _bridge).
 const SEVERED_MS = 1500;
 const RET_NO_PIN = "76000998";
+// The `func` of the popup's answer to a request (an answer without `func` is accepted too).
+const SIGN_RESULT_FUNCS = ["sign", "MakeSignature"];
+const INFO_RESULT_FUNCS = ["pkcs11info"];
 const LAST_PIN_LENGTH = "A2";
 
 /** A failed login: `key` is stable (see docs/client.md), `message` is for the citizen. */
@@ -81,15 +84,60 @@ export function hexCode(value) {
   }
   let n;
   if (typeof value === "number") {
-    n = value;
+    // Only whole numbers: parseInt-style leniency would read "0abc" as 0, i.e. success.
+    n = Number.isInteger(value) ? value : NaN;
   } else {
     const text = String(value).trim().toLowerCase();
-    n = text.startsWith("0x") ? parseInt(text.slice(2), 16) : parseInt(text, 10);
+    if (/^0x[0-9a-f]{1,8}$/.test(text)) {
+      n = parseInt(text.slice(2), 16);
+    } else if (/^-?[0-9]{1,10}$/.test(text)) {
+      n = parseInt(text, 10);
+    } else {
+      n = NaN;
+    }
   }
   if (!Number.isFinite(n)) {
     return null;
   }
   return (n >>> 0).toString(16).toUpperCase();
+}
+
+/**
+ * The origin of a component URL, which must be http(s)://host[:port] (an optional "/"):
+ * it is compared with MessageEvent.origin and is the postMessage target of the PIN.
+ * Anything else (javascript:, data:, credentials, a path) throws: the client fails closed.
+ */
+export function componentOrigin(value) {
+  let url = null;
+  try {
+    url = new URL(String(value));
+  } catch (e) {
+    url = null;
+  }
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.username ||
+      url.password || url.pathname !== "/" || url.search || url.hash ||
+      /[?#]/.test(String(value)) || url.origin === "null") {
+    throw new TypeError("moica-auth: componentUrl must be http(s)://host[:port], e.g. " +
+                        DEFAULT_COMPONENT_URL);
+  }
+  return url.origin;
+}
+
+/** A login redirect of the server, if it stays on this site (http(s), same origin); else "/". */
+export function sameSiteRedirect(value) {
+  if (typeof value !== "string" || value === "") {
+    return "/";
+  }
+  let url = null;
+  try {
+    url = new URL(value, location.href);
+  } catch (e) {
+    return "/";
+  }
+  if ((url.protocol !== "http:" && url.protocol !== "https:") || url.origin !== location.origin) {
+    return "/";
+  }
+  return value;
 }
 
 function mergeMessages(messages) {
@@ -143,8 +191,9 @@ export class MoicaClient {
     csrfToken = null,
     popupFeatures = "popup,width=420,height=360",
   } = {}) {
-    this.componentUrl = String(componentUrl).replace(/\/+$/, "");
-    this.componentOrigin = new URL(this.componentUrl).origin;
+    // Validated and normalised: the component URL is exactly an http(s) origin.
+    this.componentOrigin = componentOrigin(componentUrl);
+    this.componentUrl = this.componentOrigin;
     this.endpoints = {
       session: endpoints.session || "/moica/session/",
       challenge: endpoints.challenge || "/moica/challenge/",
@@ -207,13 +256,10 @@ export class MoicaClient {
     if (!PIN_PATTERN.test(String(pin))) {
       throw this.componentError({ ret_code: 0x76100006, last_error: Number.parseInt(LAST_PIN_LENGTH, 16) });
     }
-    const popup = window.open(`${this.componentUrl}/popupForm`, "moica-hipki", this.popupFeatures);
-    if (!popup) {
-      throw this.clientError("popup_blocked");
-    }
+    const popup = this._openPopup();
     this._busy = true;
     try {
-      const bridge = this._bridge(popup);
+      const bridge = this._bridge(popup, SIGN_RESULT_FUNCS);
       let challenge;
       try {
         challenge = await this._fetchChallenge();
@@ -263,15 +309,34 @@ export class MoicaClient {
    * `signingCertificate`: the first certificate whose usage is digitalSignature.
    */
   async cardInfo() {
-    const popup = window.open(`${this.componentUrl}/popupForm`, "moica-hipki", this.popupFeatures);
+    if (this._busy) {
+      throw this.clientError("unknown", { code: "busy" });
+    }
+    const popup = this._openPopup();
+    this._busy = true;
+    try {
+      const answer = await this._bridge(popup, INFO_RESULT_FUNCS)
+        .send({ func: "pkcs11info", withcert: "true" });
+      if (hexCode(answer.ret_code) !== "0") {
+        throw this.componentError(answer);
+      }
+      return { ...answer, signingCertificate: pickSigningCertificate(answer) };
+    } finally {
+      this._busy = false;
+    }
+  }
+
+  /**
+   * Open the component's popupForm in a new, unnamed window. A shared window name would
+   * let a second login (another box, another page of the site) navigate the popup a
+   * running login listens to.
+   */
+  _openPopup() {
+    const popup = window.open(`${this.componentUrl}/popupForm`, "_blank", this.popupFeatures);
     if (!popup) {
       throw this.clientError("popup_blocked");
     }
-    const answer = await this._bridge(popup).send({ func: "pkcs11info", withcert: "true" });
-    if (hexCode(answer.ret_code) !== "0") {
-      throw this.componentError(answer);
-    }
-    return { ...answer, signingCertificate: pickSigningCertificate(answer) };
+    return popup;
   }
 
   /**
@@ -279,7 +344,7 @@ export class MoicaClient {
    * the challenge does); send() posts the request when both are there and resolves with
    * the component's result.
    */
-  _bridge(popup) {
+  _bridge(popup, resultFuncs) {
     const origin = this.componentOrigin;
     let ready = false;
     let pending = null; // the request, once known
@@ -315,9 +380,13 @@ export class MoicaClient {
         return;
       }
       sent = true;
+      const message = JSON.stringify(pending);
+      // Keep no reference to the PIN once it is on its way.
+      delete pending.pin;
+      pending = null;
       // Addressed to the component's origin only: if the popup is anywhere else now,
       // the browser drops the message, and the PIN with it.
-      popup.postMessage(JSON.stringify(pending), origin);
+      popup.postMessage(message, origin);
       timers.push(setTimeout(() => fail(this.clientError("timeout")), this.signTimeoutMs));
     };
     const onMessage = (event) => {
@@ -331,7 +400,10 @@ export class MoicaClient {
       if (data.func === "getTbs") {
         ready = true;
         trySend();
-      } else if (sent && settle) {
+      } else if (sent && settle && (data.func === undefined || data.func === null ||
+                                     resultFuncs.includes(data.func))) {
+        // The answer to our request. Another page of the component in the popup (say
+        // addDomain's {"func":"addDomain"}) is not.
         cleanup();
         settle.resolve(data);
       }
@@ -439,11 +511,13 @@ export class MoicaClient {
       body: JSON.stringify(payload),
     });
     if (!response.ok || !body || body.ok === false) {
-      if (body && body.code && body.message) {
+      if (body && typeof body.code === "string" && body.code &&
+          typeof body.message === "string" && body.message) {
         // A refusal of the server: show its message (already in the page's language).
+        // autoBind shows it as text (textContent), never as HTML.
         throw new MoicaError({ key: "server_refused", message: body.message, code: body.code,
                                status: response.status,
-                               triesLeft: body.tries_left ?? null });
+                               triesLeft: Number.isInteger(body.tries_left) ? body.tries_left : null });
       }
       throw this.clientError("server_error", { status: response.status });
     }
@@ -460,7 +534,9 @@ export class MoicaClient {
 
   async _postLogin(payload) {
     const body = await this._postJson(this.endpoints.login, payload);
-    return { redirect: body.redirect || "/" };
+    // The server checks `next`; this only keeps a broken answer from navigating the page
+    // to another site or a javascript: URL.
+    return { redirect: sameSiteRedirect(body.redirect) };
   }
 }
 
@@ -498,28 +574,35 @@ export function autoBind(form, options = {}) {
     return null;
   }
   const data = form.dataset;
-  const client = new MoicaClient({
-    componentUrl: data.componentUrl || DEFAULT_COMPONENT_URL,
-    endpoints: { session: data.sessionUrl, challenge: data.challengeUrl, login: data.loginUrl },
-    messages: readJsonScript(data.messagesId),
-    timeoutMs: data.timeoutMs ? Number(data.timeoutMs) : DEFAULT_TIMEOUT_MS,
-    csrfToken: () => {
-      const input = form.querySelector('input[name="csrfmiddlewaretoken"]');
-      return input ? input.value : null;
-    },
-    ...options,
-  });
   const pinInput = form.querySelector("[data-moica-pin]");
+  if (pinInput) {
+    // Belt and braces: a named PIN field could be submitted to the server.
+    pinInput.removeAttribute("name");
+  }
+  let client;
+  try {
+    client = new MoicaClient({
+      componentUrl: data.componentUrl || DEFAULT_COMPONENT_URL,
+      endpoints: { session: data.sessionUrl, challenge: data.challengeUrl, login: data.loginUrl },
+      messages: readJsonScript(data.messagesId),
+      timeoutMs: data.timeoutMs ? Number(data.timeoutMs) : DEFAULT_TIMEOUT_MS,
+      csrfToken: () => {
+        const input = form.querySelector('input[name="csrfmiddlewaretoken"]');
+        return input ? input.value : null;
+      },
+      ...options,
+    });
+  } catch (e) {
+    // A bad component URL: this box stays disabled (fails closed); the others still bind.
+    console.error("moica-auth: login box not bound:", e && e.message);
+    return null;
+  }
   const status = form.querySelector("[data-moica-status]");
   const button = form.querySelector("[data-moica-submit]");
   const field = (name) => {
     const input = form.querySelector(`[data-moica-field="${name}"]`);
     return input ? input.value.trim() : null;
   };
-  if (pinInput) {
-    // Belt and braces: a named PIN field could be submitted to the server.
-    pinInput.removeAttribute("name");
-  }
 
   const show = (text, { error = false, link = null } = {}) => {
     if (!status) {
@@ -527,7 +610,7 @@ export function autoBind(form, options = {}) {
     }
     status.textContent = text;
     status.classList.toggle("moica-error", error);
-    if (link) {
+    if (link && /^https?:\/\//i.test(link.href)) {
       const a = document.createElement("a");
       a.href = link.href;
       a.target = "_blank";
@@ -539,6 +622,11 @@ export function autoBind(form, options = {}) {
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
+    if (form.getAttribute("aria-busy") === "true") {
+      // A second submission (Enter, requestSubmit) while a login runs: ignore it, and
+      // leave the running login's PIN field and button alone.
+      return;
+    }
     const pin = pinInput ? pinInput.value : "";
     // The PIN leaves the page's memory as soon as it is handed to the component.
     if (pinInput) {

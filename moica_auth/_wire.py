@@ -18,5 +18,9 @@ def wire_bytes(data: object, *, what: str, error: type[MoicaAuthError]) -> bytes
         except UnicodeEncodeError as exc:
             raise error(f"{what} text is not ASCII") from exc
     if isinstance(data, bytes | bytearray | memoryview):
-        return bytes(data)
+        try:
+            return bytes(data)
+        except (ValueError, TypeError) as exc:
+            # A released memoryview (ValueError), or a bytes subclass whose __bytes__ fails.
+            raise error(f"unreadable {what} input") from exc
     raise error(f"unsupported {what} input type {type(data).__name__}")

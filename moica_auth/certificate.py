@@ -38,6 +38,7 @@ __all__ = [
     "OID_ID_LAST4",
     "OID_NATURAL_PERSON",
     "OID_SUBJECT_TYPE",
+    "PROFILE_CACHE_MAX_DER",
     "PROFILE_CACHE_SIZE",
     "CitizenCertificate",
     "load_certificate",
@@ -251,6 +252,10 @@ def _read_sda(cert: x509.Certificate) -> dict[str, Any]:
 
 #: How many certificate profiles :meth:`CitizenCertificate.from_certificate` keeps (LRU).
 PROFILE_CACHE_SIZE: Final = 1024
+# Only certificates up to this size are kept: a MOICA certificate is ~1.5 kB, while an
+# attacker's self-signed one (cached before any chain check) may be up to the 64 kB input
+# limit, which would make the bounded cache hold ~100 MB.
+PROFILE_CACHE_MAX_DER: Final = 8 * 1024
 _PROFILE_CACHE: OrderedDict[bytes, CitizenCertificate] = OrderedDict()
 _PROFILE_LOCK: Final = threading.Lock()
 
@@ -359,10 +364,15 @@ class CitizenCertificate:
 
         The profile is a pure function of the certificate's DER, and an instance is
         immutable, so the last :data:`PROFILE_CACHE_SIZE` profiles are kept, keyed by the
-        whole DER (not a digest of it); a failure is never cached.
+        whole DER (not a digest of it), for certificates of at most
+        :data:`PROFILE_CACHE_MAX_DER` bytes and for this class only (not subclasses); a
+        failure is never cached.
         """
         cert = load_certificate(cert)
         der = cert.public_bytes(serialization.Encoding.DER)
+        if cls is not CitizenCertificate or len(der) > PROFILE_CACHE_MAX_DER:
+            # A subclass gets instances of its own class, never the cached base ones.
+            return cls._parse_checked(cert)
         with _PROFILE_LOCK:
             cached = _PROFILE_CACHE.get(der)
             if cached is not None:

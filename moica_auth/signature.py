@@ -414,8 +414,10 @@ def _parse_signed_data_unchecked(
 # asn1crypto builds a Python object for every node, which costs more than the RSA
 # verification. A HiPKI token is always shaped the same way, so _parse_canonical reads
 # exactly that shape with a strict DER walk: definite, minimal lengths; every TLV nested
-# exactly inside its parent with nothing left over; the field order and tags of RFC 5652;
-# versions 1/3 consistent with the SignerIdentifier; digest and signature
+# exactly inside its parent with nothing left over (the carried certificates and the
+# SignerIdentifier's issuer Name are handed whole to asn1crypto, exactly as the full path
+# reads them, so BER inside them is read the same way by both); the field order and tags
+# of RFC 5652; versions 1/3 consistent with the SignerIdentifier; digest and signature
 # AlgorithmIdentifiers in the canonical encoding of a known OID with NULL or absent
 # parameters; exactly one SignerInfo; no crls, no unsignedAttrs; signed attributes
 # limited to contentType, messageDigest, signingTime, randomNonce and card number, each

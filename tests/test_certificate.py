@@ -444,3 +444,50 @@ class TestProfileCache:
         again = CitizenCertificate.from_certificate(certs[0])
         assert again == profiles[0] and again is not profiles[0]
         assert len(module._PROFILE_CACHE) <= 2
+
+    def test_large_certificates_are_not_kept(
+        self, monkeypatch: pytest.MonkeyPatch, signing: x509.Certificate
+    ) -> None:
+        # The leaf is read before any chain check, so anyone can make a certificate enter
+        # the cache; one of the maximum input size must not be kept (1024 of them: ~100 MB).
+        from moica_auth import certificate as module
+
+        monkeypatch.setattr(module, "_PROFILE_CACHE", OrderedDict())
+        key = pki().key("chain/ca-key")  # an existing test key: generating one is slow
+        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * 20000)])
+        large = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(1)
+            .not_valid_before(signing.not_valid_before_utc)
+            .not_valid_after(signing.not_valid_after_utc)
+            .sign(key, hashes.SHA256())
+        )
+        assert len(large.public_bytes(serialization.Encoding.DER)) > module.PROFILE_CACHE_MAX_DER
+        profile = CitizenCertificate.from_certificate(large)
+        assert CitizenCertificate.from_certificate(large) == profile
+        assert list(module._PROFILE_CACHE) == []
+        CitizenCertificate.from_certificate(signing)
+        assert list(module._PROFILE_CACHE) == [signing.public_bytes(serialization.Encoding.DER)]
+
+    def test_a_subclass_gets_its_own_class(self, signing: x509.Certificate) -> None:
+        class Profile(CitizenCertificate):
+            pass
+
+        base = CitizenCertificate.from_certificate(signing)
+        derived = Profile.from_certificate(signing)
+        assert type(derived) is Profile
+        assert derived.fingerprint_sha256 == base.fingerprint_sha256
+        assert type(CitizenCertificate.from_certificate(signing)) is CitizenCertificate
+
+
+def test_a_released_buffer_is_a_malformed_certificate() -> None:
+    der = card("G3").signing.certificate.public_bytes(serialization.Encoding.DER)
+    view = memoryview(der)
+    assert load_certificate(view).public_bytes(serialization.Encoding.DER) == der
+    view.release()
+    with pytest.raises(MalformedCertificate) as exc:
+        load_certificate(view)
+    assert exc.value.code == "malformed_certificate"

@@ -1029,6 +1029,76 @@ class TestMemos:
         _rejects("chain_invalid", certificate=good)
         assert calls == [good]
 
+    def test_issuer_memo_is_bounded_in_entries_and_name_size(self) -> None:
+        # Issuer Names come from attacker-chosen certificates: the memo keeps at most
+        # _ISSUER_MEMO_SIZE of them, and none longer than _ISSUER_MEMO_MAX_NAME octets
+        # (256 Names of tens of kB each would otherwise stay in every store).
+        from moica_auth.validation import trust as trust_module
+
+        p = pki()
+        store = TrustStore.from_certificates(p.anchors, p.intermediates)
+        huge = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * 20000)])
+        assert len(huge.public_bytes()) > trust_module._ISSUER_MEMO_MAX_NAME
+        for _ in range(2):
+            assert store._subjects_equal_to(huge) == ()
+        assert not store._by_issuer
+        for i in range(trust_module._ISSUER_MEMO_SIZE + 10):
+            store._subjects_equal_to(_ca_name(f"issuer {i}"))
+        assert len(store._by_issuer) == trust_module._ISSUER_MEMO_SIZE
+        # A store CA is still found by its Name, and an unknown one still is not.
+        moica = p.moica_g3.certificate
+        assert store.find_issuers(card("G3").signing.certificate) == (moica,)
+
+    def test_a_token_ca_is_not_remembered(self) -> None:
+        # A CA carried in one token and validated with it is not trusted without it.
+        p = pki()
+        store = TrustStore.from_certificates(p.anchors)
+        leaf = card("G3").signing.certificate
+        moica = p.moica_g3.certificate
+        validate_chain(certificate=leaf, trust=store, intermediates=[moica], at=AT)
+        for _ in range(2):
+            _rejects("untrusted_issuer", certificate=leaf, trust=store)
+            _rejects(
+                "untrusted_issuer",
+                certificate=leaf,
+                trust=store,
+                intermediates=[_with_broken_signature(moica)],
+            )
+
+    def test_threads_share_one_store(self) -> None:
+        # Many logins at once on one cold store give exactly the one-at-a-time outcomes.
+        from concurrent.futures import ThreadPoolExecutor
+
+        p = pki()
+        forged, impostor = _impostor_leaf()
+        cases: list[tuple[x509.Certificate, tuple[x509.Certificate, ...]]] = [
+            (card("G3").signing.certificate, ()),
+            (card("G2").signing.certificate, ()),
+            (_with_broken_signature(card("G3").signing.certificate), ()),
+            (forged, (impostor,)),
+            (card("G3").encryption.certificate, ()),
+        ]
+
+        def outcome(store: TrustStore, index: int) -> object:
+            leaf, extra = cases[index]
+            try:
+                return validate_chain(
+                    certificate=leaf, trust=store, intermediates=extra, at=AT
+                ).chain
+            except MoicaAuthError as exc:
+                return exc.code
+
+        expected = [
+            outcome(TrustStore.from_certificates(p.anchors, p.intermediates), i)
+            for i in range(len(cases))
+        ]
+        assert expected[2:] == ["untrusted_issuer", "untrusted_issuer", "wrong_key_usage"]
+        store = TrustStore.from_certificates(p.anchors, p.intermediates)
+        jobs = [i % len(cases) for i in range(40)]
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda i: outcome(store, i), jobs))
+        assert results == [expected[i] for i in jobs]
+
 
 def test_a_copied_store_is_equal_and_has_memos_of_its_own() -> None:
     import copy

@@ -995,3 +995,224 @@ def test_fast_path_declines_garbage_in_an_unread_field(good_der: bytes) -> None:
         "fallback",
         "malformed_signature",
     )
+
+
+def _tlv_nodes(der: bytes) -> list[tuple[int, int, int]]:
+    """(offset, header length, contents length) of every TLV of ``der``, depth first."""
+    out: list[tuple[int, int, int]] = []
+
+    def walk(start: int, end: int) -> None:
+        pos = start
+        while pos < end:
+            first = der[pos + 1]
+            count = first & 0x7F if first & 0x80 else 0
+            header = 2 + count
+            length = int.from_bytes(der[pos + 2 : pos + header]) if count else first
+            out.append((pos, header, length))
+            if der[pos] & 0x20:
+                walk(pos + header, pos + header + length)
+            pos += header + length
+
+    walk(0, len(der))
+    return out
+
+
+def _rebuild(der: bytes, target: int, how: str) -> bytes:
+    """``der`` re-encoded with the TLV at offset ``target`` changed (lengths fixed up):
+    ``long`` a non-minimal length, ``indefinite`` BER's 0x80 length (constructed only),
+    ``inside`` a NULL appended to its contents, ``after`` a NULL after it, ``twice`` it
+    repeated."""
+
+    def length(n: int, pad: bool) -> bytes:
+        octets = n.to_bytes(max(1, (n.bit_length() + 7) // 8), "big")
+        if pad:
+            octets = b"\x00" + octets
+        elif n < 0x80:
+            return bytes([n])
+        return bytes([0x80 | len(octets)]) + octets
+
+    def walk(start: int, end: int) -> bytes:
+        out = b""
+        pos = start
+        while pos < end:
+            first = der[pos + 1]
+            count = first & 0x7F if first & 0x80 else 0
+            header = 2 + count
+            n = int.from_bytes(der[pos + 2 : pos + header]) if count else first
+            tag, body_start = der[pos], pos + header
+            body = (
+                walk(body_start, body_start + n) if tag & 0x20 else der[body_start : body_start + n]
+            )
+            here = pos == target
+            if here and how == "inside":
+                body += b"\x05\x00"
+            if here and how == "indefinite":
+                node = bytes([tag, 0x80]) + body + b"\x00\x00"
+            else:
+                node = bytes([tag]) + length(len(body), here and how == "long") + body
+            out += node
+            if here and how in ("after", "twice"):
+                out += b"\x05\x00" if how == "after" else node
+            pos = body_start + n
+        return out
+
+    return walk(0, len(der))
+
+
+def test_fast_path_agrees_with_asn1crypto_on_every_re_encoded_node(
+    good_der: bytes, card: CitizenCard, spec: CmsSpec
+) -> None:
+    # Each TLV of a canonical token (and of one by subjectKeyIdentifier, with signingTime)
+    # in turn: a non-minimal or indefinite length, trailing octets inside it or after it,
+    # or repeated (a second SignerInfo, attribute, value, ...). parsed_view asserts that
+    # whatever the fast path reads, asn1crypto reads identically. Outside the parts it
+    # hands to asn1crypto whole, every length change, every trailing octet after a TLV or
+    # inside a constructed one makes the fast path decline.
+    from moica_auth import signature as module
+
+    ski = build_signed_data(
+        replace(
+            spec, sid="subject_key_identifier", signed_data_version="v3", signing_time=SIGNED_AT
+        )
+    )
+    for token in (good_der, ski):
+        assert _rebuild(token, -1, "") == token
+        certificates = module._parse_canonical(token, None)
+        assert certificates is not None
+        # asn1crypto, not the DER walk, reads the inside of the carried certificates and
+        # of the signer's issuer Name (BER lengths there are read, identically, by both).
+        leaves = [*certificates.certificates_der, certificates.sid.issuer_der or b"\x00"]
+        spans = [(token.rindex(leaf), token.rindex(leaf) + len(leaf)) for leaf in leaves]
+        for offset, _, _ in _tlv_nodes(token):
+            in_leaf = any(start <= offset < end for start, end in spans)
+            constructed = bool(token[offset] & 0x20)
+            for how in ("long", "indefinite", "inside", "after", "twice"):
+                if how == "indefinite" and not constructed:
+                    continue
+                path, _ = parsed_view(_rebuild(token, offset, how), card.signing.certificate)
+                must_decline = how in ("long", "indefinite", "after") or (
+                    how == "inside" and constructed
+                )
+                if must_decline and not in_leaf:
+                    assert path == "fallback", (offset, how)
+    # The signed attributes with a long length: the full path verifies the signature over
+    # their DER (RFC 5652 §5.4), so the token is still good.
+    signed_attrs = cms.ContentInfo.load(good_der)["content"]["signer_infos"][0]["signed_attrs"]
+    attrs = good_der.index(signed_attrs.dump())
+    ber = _rebuild(good_der, attrs, "long")
+    assert module._parse_canonical(ber, None) is None
+    assert pkcs7(ber, expected_nonce=NONCE).nonce == NONCE
+
+
+def test_a_released_buffer_is_a_malformed_signature(good_der: bytes) -> None:
+    view = memoryview(good_der)
+    assert decode_signature(view) == good_der
+    view.release()
+    with pytest.raises(MoicaAuthError) as exc:
+        decode_signature(view)
+    assert exc.value.code == "malformed_signature"
+
+
+def test_signer_match_by_rfc5280_name_comparison_from_either_parser(
+    good_der: bytes, card: CitizenCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The SignerIdentifier is not signed. Its issuer may differ from the certificate's in
+    # octets and still be the same Name under RFC 5280 §7.1 (another string type, another
+    # case): the certificate is then the signer, by raw-octet match or by asn1crypto's
+    # comparison, from the fast path or the full one. Another serial matches nothing.
+    from moica_auth import signature as module
+
+    issuer = card.signing.certificate.issuer.public_bytes()
+    country = bytes.fromhex("0603550406") + b"\x13\x02TW"
+    assert good_der.count(issuer) == 2 and issuer.count(country) == 1  # the cert's, the sid's
+    sid_at = good_der.rindex(issuer)
+
+    def with_sid_issuer(name: bytes) -> bytes:
+        assert len(name) == len(issuer)
+        return good_der[:sid_at] + name + good_der[sid_at + len(name) :]
+
+    utf8 = with_sid_issuer(issuer.replace(country, country[:5] + b"\x0c\x02TW"))
+    lower = with_sid_issuer(issuer.replace(country, country[:7] + b"tw"))
+    serial = card.signing.certificate.serial_number
+    serial_der = core.Integer(serial).dump()
+    at = good_der.index(serial_der, sid_at + len(issuer))
+    other_serial = (
+        good_der[:at] + core.Integer(serial ^ 1).dump() + good_der[at + len(serial_der) :]
+    )
+    assert len(other_serial) == len(good_der)
+
+    for fast in (True, False):
+        if not fast:
+            monkeypatch.setattr(module, "_parse_canonical", lambda *args, **kwargs: None)
+        for token in (utf8, lower):
+            for certificate in (card.signing.certificate, None):
+                result = pkcs7(token, certificate=certificate, expected_nonce=NONCE)
+                assert result.certificate == card.signing.certificate
+        rejects("certificate_mismatch", other_serial, certificate=card.signing.certificate)
+        rejects("malformed_signature", other_serial)
+
+
+def test_crls_and_unsigned_attributes_take_the_full_path(
+    good_der: bytes, card: CitizenCard, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Neither is signed nor used: the fast path declines both, the full path reads them
+    # (parsing them completely) and the token verifies the same; a second SignerInfo next
+    # to the first is refused, whichever parser looks first.
+    from asn1crypto import crl as asn1_crl
+
+    from moica_auth import signature as module
+
+    p = default_pki()
+    issuer = p.moica_g2 if card.generation == "G2" else p.moica_g3
+    crl_der = p.make_crl(issuer=issuer).public_bytes(serialization.Encoding.DER)
+
+    def edited(edit: Any) -> bytes:
+        info = cms.ContentInfo.load(good_der)
+        edit(info["content"])
+        return bytes(info.dump(force=False))
+
+    def add_crl(signed_data: Any) -> None:
+        signed_data["crls"] = cms.RevocationInfoChoices(
+            [cms.RevocationInfoChoice(name="crl", value=asn1_crl.CertificateList.load(crl_der))]
+        )
+
+    def add_unsigned(signed_data: Any) -> None:
+        signer = signed_data["signer_infos"][0]
+        signer["unsigned_attrs"] = cms.CMSAttributes(
+            [attribute(OID_RANDOM_NONCE, opaque(core.OctetString(b"not signed")))]
+        )
+
+    def two_signers(signed_data: Any) -> None:
+        first = signed_data["signer_infos"][0]
+        signed_data["signer_infos"] = cms.SignerInfos(
+            [cms.SignerInfo.load(first.dump()), cms.SignerInfo.load(first.dump())]
+        )
+
+    expected = pkcs7(good_der, expected_nonce=NONCE)
+    for token in (edited(add_crl), edited(add_unsigned)):
+        assert token != good_der
+        assert parsed_view(token, card.signing.certificate)[0] == "fallback"
+        assert pkcs7(token, expected_nonce=NONCE) == expected
+    doubled = edited(two_signers)
+    assert parsed_view(doubled, None) == ("fallback", "malformed_signature")
+    rejects("malformed_signature", doubled)
+    monkeypatch.setattr(module, "_parse_canonical", lambda *args, **kwargs: None)
+    assert pkcs7(good_der, expected_nonce=NONCE) == expected
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_both_parsers_verify_the_original_attribute_octets(
+    spec: CmsSpec, card: CitizenCard, monkeypatch: pytest.MonkeyPatch, fast: bool
+) -> None:
+    # RFC 5652 §5.4: the signature is over the signed attributes' own octets re-tagged as
+    # a SET (0x31), never over a re-encoding, nor over the [0]-tagged octets.
+    from moica_auth import signature as module
+
+    unsorted = build_signed_data(replace(spec, attribute_order=lambda attrs: attrs[::-1]))
+    tagged = build_signed_data(replace(spec, sign_tagged_attributes=True))
+    for der in (unsorted, tagged):
+        assert parsed_view(der, card.signing.certificate)[0] == "fast"
+    if not fast:
+        monkeypatch.setattr(module, "_parse_canonical", lambda *args, **kwargs: None)
+    assert pkcs7(unsorted).nonce == NONCE
+    rejects("signature_invalid", tagged)

@@ -65,8 +65,11 @@ OFFICIAL_CA_URLS: Final[dict[str, str]] = {
 # MOICA G1: pinned so it can be recognised, not recommended as an anchor.
 LEGACY_CA_NAMES: Final = frozenset({"GRCA-G1"})
 
-# How many issuer Names TrustStore._find_issuers remembers the matching CAs of.
+# How many issuer Names TrustStore._find_issuers remembers the matching CAs of, and the
+# longest Name (DER octets) it remembers: real CA Names are ~100 octets, while an
+# attacker's certificate may name an issuer of tens of kB.
 _ISSUER_MEMO_SIZE: Final = 256
+_ISSUER_MEMO_MAX_NAME: Final = 1024
 
 _NAME_BY_FINGERPRINT: Final = {fp: name for name, fp in OFFICIAL_CA_FINGERPRINTS.items()}
 
@@ -349,6 +352,8 @@ class TrustStore:
                 return known
         # Outside the lock: a subject is parsed lazily and may raise, as it did before.
         known = tuple(i for i, own in enumerate(self._own) if own.subject == issuer)
+        if len(key) > _ISSUER_MEMO_MAX_NAME:
+            return known
         with self._lock:
             self._by_issuer[key] = known
             while len(self._by_issuer) > _ISSUER_MEMO_SIZE:

@@ -1,4 +1,4 @@
-"""Start a real, throw-away ``redis-server`` for the tests (no fakeredis, by policy)."""
+"""Start a real, throw-away ``redis-server`` for the tests (never an in-memory imitation)."""
 
 from __future__ import annotations
 

@@ -24,7 +24,7 @@ from moica_auth.certificate import (
     load_certificates,
 )
 from moica_auth.exceptions import MalformedCertificate
-from moica_auth.testing.pki import MOICA_POLICY_OID, citizen_subject
+from moica_auth.testing.pki import MOICA_POLICY_OID, citizen_subject, key_usage
 from tests.validation_fixtures import (
     card,
     pki,
@@ -298,18 +298,7 @@ class TestKeyUsageClassification:
         ],
     )
     def test_usage(self, flags: dict[str, bool], usage: str) -> None:
-        names = (
-            "digital_signature",
-            "content_commitment",
-            "key_encipherment",
-            "data_encipherment",
-            "key_agreement",
-            "key_cert_sign",
-            "crl_sign",
-            "encipher_only",
-            "decipher_only",
-        )
-        ku = x509.KeyUsage(**{n: flags.get(n, False) for n in names})
+        ku = key_usage(**flags)
         cert = _leaf("ku-" + "-".join(sorted(flags)), [(ku, True)])
         assert CitizenCertificate.from_certificate(cert).usage == usage
 

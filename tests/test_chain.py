@@ -24,6 +24,7 @@ from moica_auth.testing.pki import (
     CertifiedKey,
     TestPKI,
     citizen_subject,
+    key_usage,
     subject_directory_attributes,
 )
 from moica_auth.validation.chain import ValidatedChain, ValidationPolicy, validate_chain
@@ -44,21 +45,6 @@ from tests.validation_fixtures import (
 )
 
 GENERIC = ValidationPolicy(profile="generic")
-
-
-def _ku(**flags: bool) -> x509.KeyUsage:
-    names = (
-        "digital_signature",
-        "content_commitment",
-        "key_encipherment",
-        "data_encipherment",
-        "key_agreement",
-        "key_cert_sign",
-        "crl_sign",
-        "encipher_only",
-        "decipher_only",
-    )
-    return x509.KeyUsage(**{n: flags.get(n, False) for n in names})
 
 
 def _aki(issuer: x509.Certificate) -> x509.AuthorityKeyIdentifier:
@@ -113,7 +99,7 @@ def _sub_ca(
     exts: list[tuple[x509.ExtensionType, bool]] = [
         (_aki(issuer.certificate), False),
         (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
-        (ku if ku is not None else _ku(key_cert_sign=True, crl_sign=True), True),
+        (ku if ku is not None else key_usage(key_cert_sign=True, crl_sign=True), True),
     ]
     if basic_constraints is not None:
         exts.append((basic_constraints, True))
@@ -465,7 +451,7 @@ class TestKeyUsage:
         def widen(
             exts: list[tuple[x509.ExtensionType, bool]],
         ) -> list[tuple[x509.ExtensionType, bool]]:
-            ku = _ku(digital_signature=True, key_cert_sign=True)
+            ku = key_usage(digital_signature=True, key_cert_sign=True)
             return [(ku, True) if isinstance(e, x509.KeyUsage) else (e, c) for e, c in exts]
 
         _rejects(
@@ -487,7 +473,7 @@ class TestKeyUsage:
         def widen(
             exts: list[tuple[x509.ExtensionType, bool]],
         ) -> list[tuple[x509.ExtensionType, bool]]:
-            ku = _ku(digital_signature=True, **flags)
+            ku = key_usage(digital_signature=True, **flags)
             return [(ku, True) if isinstance(e, x509.KeyUsage) else (e, c) for e, c in exts]
 
         label = "dual-ku-" + "-".join(sorted(flags))
@@ -497,7 +483,7 @@ class TestKeyUsage:
         def widen(
             exts: list[tuple[x509.ExtensionType, bool]],
         ) -> list[tuple[x509.ExtensionType, bool]]:
-            ku = _ku(digital_signature=True, content_commitment=True)
+            ku = key_usage(digital_signature=True, content_commitment=True)
             return [(ku, True) if isinstance(e, x509.KeyUsage) else (e, c) for e, c in exts]
 
         leaf = _citizen_leaf("ku-nr", pki().moica_g3, edit=widen)
@@ -656,7 +642,7 @@ class TestPathRules:
         sub = _sub_ca(
             "no-kcs",
             pki().grca_g3,
-            ku=_ku(digital_signature=True, crl_sign=True),
+            ku=key_usage(digital_signature=True, crl_sign=True),
             basic_constraints=x509.BasicConstraints(True, 0),
         )
         leaf = _citizen_leaf("no-kcs", sub)
@@ -681,7 +667,7 @@ class TestPathRules:
             extensions=[
                 (_aki(root.certificate), False),
                 (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
-                (_ku(key_cert_sign=True, crl_sign=True), True),
+                (key_usage(key_cert_sign=True, crl_sign=True), True),
                 (x509.BasicConstraints(True, 0), True),
                 (constraint, True),
                 (
@@ -1003,7 +989,7 @@ class TestMemos:
         ) -> list[tuple[x509.ExtensionType, bool]]:
             edited = [(_aki(p.moica_g3.certificate), False), *exts[1:]]
             return [
-                (_ku(key_encipherment=True), True) if isinstance(e, x509.KeyUsage) else (e, c)
+                (key_usage(key_encipherment=True), True) if isinstance(e, x509.KeyUsage) else (e, c)
                 for e, c in edited
             ]
 

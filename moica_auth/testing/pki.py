@@ -69,6 +69,7 @@ __all__ = [
     "TestPKI",
     "citizen_subject",
     "default_pki",
+    "key_usage",
     "make_id_number",
     "subject_directory_attributes",
 ]
@@ -333,7 +334,8 @@ def _aki_for(issuer_cert: x509.Certificate) -> x509.AuthorityKeyIdentifier:
         )
 
 
-def _ku(**flags: bool) -> x509.KeyUsage:
+def key_usage(**flags: bool) -> x509.KeyUsage:
+    """A KeyUsage with the named bits set and every other bit clear (RFC 5280 §4.2.1.3)."""
     names = (
         "digital_signature",
         "content_commitment",
@@ -441,7 +443,7 @@ class TestPKI:
             extensions=[
                 (x509.BasicConstraints(ca=True, path_length=None), True),
                 (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
-                (_ku(key_cert_sign=True, crl_sign=True), True),
+                (key_usage(key_cert_sign=True, crl_sign=True), True),
             ],
             hash_algorithm=hashes.SHA256(),
         )
@@ -462,7 +464,7 @@ class TestPKI:
             extensions=[
                 (x509.BasicConstraints(ca=True, path_length=None), True),
                 (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
-                (_ku(digital_signature=True, key_cert_sign=True, crl_sign=True), True),
+                (key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True), True),
             ],
             hash_algorithm=hashes.SHA256(),
         )
@@ -485,7 +487,7 @@ class TestPKI:
             extensions=[
                 (_aki_for(issuer.certificate), False),
                 (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
-                (_ku(key_cert_sign=True, crl_sign=True), True),
+                (key_usage(key_cert_sign=True, crl_sign=True), True),
                 (_policies([MOICA_POLICY_OID]), False),
                 (x509.BasicConstraints(ca=True, path_length=0), True),
                 (_crl_dps([f"{self.grca_crl_base_url}/GRCA-G2.crl"]), False),
@@ -512,7 +514,7 @@ class TestPKI:
             extensions=[
                 (_aki_for(issuer.certificate), False),
                 (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
-                (_ku(digital_signature=True, key_cert_sign=True, crl_sign=True), True),
+                (key_usage(digital_signature=True, key_cert_sign=True, crl_sign=True), True),
                 (_crl_dps([f"{self.grca_crl_base_url}/GRCA-G3.crl"]), False),
                 (
                     _aia(ca_issuers=f"{self.certs_base_url}/GRCA-G3.crt", ocsp=self.ocsp_url),
@@ -576,9 +578,9 @@ class TestPKI:
         Exposed so tests can replace or drop one entry.
         """
         if usage == "signing":
-            ku = _ku(digital_signature=True)
+            ku = key_usage(digital_signature=True)
         elif usage == "encryption":
-            ku = _ku(key_encipherment=True, data_encipherment=True)
+            ku = key_usage(key_encipherment=True, data_encipherment=True)
         else:
             raise ValueError(f"usage must be 'signing' or 'encryption', not {usage!r}")
         if form not in ("card", "mobile"):
@@ -779,7 +781,7 @@ class TestPKI:
         exts: list[tuple[x509.ExtensionType, bool]] = [
             (_aki_for(issuer.certificate), False),
             (x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False),
-            (_ku(digital_signature=True), True),
+            (key_usage(digital_signature=True), True),
         ]
         if with_ocsp_signing_eku:
             exts.append((x509.ExtendedKeyUsage([ExtendedKeyUsageOID.OCSP_SIGNING]), False))

@@ -42,6 +42,7 @@ __all__ = [
     "ContentMismatch",
     "CrlInvalid",
     "CsrfFailed",
+    "EvidenceInvalid",
     "FieldRequired",
     "IdNumberInvalid",
     "IdNumberMismatch",
@@ -62,7 +63,14 @@ __all__ = [
     "RevocationUnavailable",
     "SessionMismatch",
     "SignatureInvalid",
+    "SignerMismatch",
+    "SigningRequestExpired",
+    "SigningRequestInvalid",
+    "SigningRequestReused",
+    "SigningRequestUnknown",
     "StoreUnavailable",
+    "TimestampError",
+    "TimestampUntrusted",
     "TooManyAttempts",
     "UntrustedIssuer",
     "WeakHash",
@@ -372,6 +380,64 @@ class TooManyAttempts(MoicaAuthError):
     code = "too_many_attempts"
     default_message = _("Too many failed attempts. Please wait and try again later.")
     http_status = 429
+
+
+# --- signing (sign what you see) ------------------------------------------------------
+
+
+class SigningRequestInvalid(MoicaAuthError):
+    """A form or document cannot be turned into a signature request (too large, a
+    control or bidirectional-override character, an empty label, …)."""
+
+    code = "signing_request_invalid"
+    default_message = _("This application cannot be prepared for signing.")
+
+
+class SigningRequestUnknown(MoicaAuthError):
+    code = "signing_request_unknown"
+    default_message = _("This signature request is unknown. Please start again.")
+    http_status = 404
+
+
+class SigningRequestExpired(MoicaAuthError):
+    code = "signing_request_expired"
+    default_message = _("This signature request has expired. Please start again.")
+
+
+class SigningRequestReused(MoicaAuthError):
+    code = "signing_request_reused"
+    default_message = _("This signature request was already used. Please start again.")
+    http_status = 409
+
+
+class SignerMismatch(MoicaAuthError):
+    """The signature was made with another certificate than the logged-in citizen's."""
+
+    code = "signer_mismatch"
+    default_message = _(
+        "The signature was not made with the citizen certificate you logged in with."
+    )
+    http_status = 403
+
+
+class TimestampError(MoicaAuthError):
+    """The RFC 3161 time-stamp authority did not give a valid token."""
+
+    code = "timestamp_error"
+    default_message = _("The time-stamp service is unavailable. Please try again later.")
+    http_status = 503
+
+
+class TimestampUntrusted(TimestampError):
+    code = "timestamp_untrusted"
+    default_message = _("The time-stamp service is not trusted.")
+
+
+class EvidenceInvalid(MoicaAuthError):
+    """An evidence record does not verify; ``data["field"]`` names the field at fault."""
+
+    code = "evidence_invalid"
+    default_message = _("The evidence record does not verify.")
 
 
 def error_codes() -> dict[str, type[MoicaAuthError]]:

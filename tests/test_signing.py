@@ -414,3 +414,82 @@ def test_evidence_verifies_years_later_at_its_decision_time(
     # The offline check never reads the clock: the chain is validated at decision_time.
     report = offline(record, ocsp_pki, tsa_ids, policy=ValidationPolicy())
     assert report.decision_time == NOW + timedelta(seconds=30)
+
+
+# --- the auditor's command ------------------------------------------------------------
+
+
+def _write_cli_inputs(
+    tmp_path: Any, record: dict[str, Any], pki: TestPKI, tsa_ids: TsaIdentities
+) -> tuple[Any, list[str]]:
+    from cryptography.hazmat.primitives import serialization
+
+    anchors = []
+    for index, cert in enumerate(pki.anchors):
+        path = tmp_path / f"anchor{index}.pem"
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        anchors += ["--anchor", str(path)]
+    tsa_path = tmp_path / "tsa.pem"
+    tsa_path.write_bytes(tsa_ids.root.certificate.public_bytes(serialization.Encoding.PEM))
+    evidence = tmp_path / "evidence.json"
+    evidence.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
+    return evidence, [*anchors, "--tsa-anchor", str(tsa_path)]
+
+
+def test_cli_evidence_verify_accepts_and_names_a_tampered_field(
+    tmp_path: Any,
+    record: dict[str, Any],
+    ocsp_pki: TestPKI,
+    tsa_ids: TsaIdentities,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from moica_auth import cli
+
+    evidence, flags = _write_cli_inputs(tmp_path, record, ocsp_pki, tsa_ids)
+    assert cli.main(["evidence", "verify", str(evidence), *flags]) == cli.EXIT_OK
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1])["ok"] is True
+    assert "A-2026-0001" in out
+
+    text = evidence.read_text(encoding="utf-8")
+    key = '"decision_time": "'
+    at = text.index(key) + len(key) + 3  # a digit of the year
+    tampered = text[:at] + ("1" if text[at] != "1" else "2") + text[at + 1 :]
+    evidence.write_text(tampered, encoding="utf-8")
+    assert cli.main(["evidence", "verify", str(evidence), *flags]) == cli.EXIT_REJECTED
+    last = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert last["ok"] is False and last["field"] == "decision_time"
+
+
+def test_cli_evidence_verify_requires_anchors(
+    tmp_path: Any, record: dict[str, Any], ocsp_pki: TestPKI, tsa_ids: TsaIdentities
+) -> None:
+    from moica_auth import cli
+
+    evidence, _ = _write_cli_inputs(tmp_path, record, ocsp_pki, tsa_ids)
+    assert cli.main(["evidence", "verify", str(evidence)]) == cli.EXIT_USAGE
+
+
+def test_python_m_moica_auth_evidence_verify(
+    tmp_path: Any, record: dict[str, Any], ocsp_pki: TestPKI, tsa_ids: TsaIdentities
+) -> None:
+    import subprocess
+    import sys
+
+    import os
+    from pathlib import Path
+
+    evidence, flags = _write_cli_inputs(tmp_path, record, ocsp_pki, tsa_ids)
+    environ = dict(os.environ)
+    environ["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
+    environ.pop("DJANGO_SETTINGS_MODULE", None)  # an auditor has no Django project
+    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "moica_auth", "evidence", "verify", str(evidence), *flags],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=environ,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1])["ok"] is True

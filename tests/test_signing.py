@@ -473,17 +473,16 @@ def test_cli_evidence_verify_requires_anchors(
 def test_python_m_moica_auth_evidence_verify(
     tmp_path: Any, record: dict[str, Any], ocsp_pki: TestPKI, tsa_ids: TsaIdentities
 ) -> None:
+    import os
     import subprocess
     import sys
-
-    import os
     from pathlib import Path
 
     evidence, flags = _write_cli_inputs(tmp_path, record, ocsp_pki, tsa_ids)
     environ = dict(os.environ)
     environ["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent)
     environ.pop("DJANGO_SETTINGS_MODULE", None)  # an auditor has no Django project
-    done = subprocess.run(  # noqa: S603 - our own interpreter and module
+    done = subprocess.run(
         [sys.executable, "-m", "moica_auth", "evidence", "verify", str(evidence), *flags],
         capture_output=True,
         text=True,

@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
+import io
+import zipfile
 from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import Model
-from django.http import HttpRequest
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from moica_auth.anchors import AnchorRefused, check_anchor, read_certificates
-from moica_auth.models import CitizenIdentity, LoginAttempt, TrustAnchor
+from moica_auth.models import (
+    CitizenIdentity,
+    LoginAttempt,
+    SignatureRequest,
+    SignedApplication,
+    TrustAnchor,
+)
 
 _MAX_UPLOAD = 256 * 1024
 
@@ -108,3 +118,92 @@ class CitizenIdentityAdmin(_ReadOnlyAdmin):
     search_fields = ("card_serial", "cert_fingerprint")
     # The HMAC of the ID number is not shown: it serves no purpose to an operator.
     exclude = ("id_hash",)
+
+
+# --- signing: inspect and export evidence ---------------------------------------------
+
+
+def _evidence_filename(application: SignedApplication) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in application.application_id)
+    return f"evidence-{safe[:80]}.json"
+
+
+@admin.register(SignatureRequest)
+class SignatureRequestAdmin(_ReadOnlyAdmin):
+    list_display = ("created_at", "service", "application_id", "outcome", "decided_at", "user")
+    list_filter = ("outcome", "service")
+    search_fields = ("application_id", "token")
+    date_hierarchy = "created_at"
+    exclude = ("session_hash",)
+
+
+@admin.register(SignedApplication)
+class SignedApplicationAdmin(_ReadOnlyAdmin):
+    list_display = ("signed_at", "service", "application_id", "signer_name", "timestamp_time")
+    list_filter = ("service",)
+    search_fields = ("application_id", "cert_fingerprint")
+    date_hierarchy = "signed_at"
+    readonly_fields = (
+        "service",
+        "application_id",
+        "signer_name",
+        "cert_fingerprint",
+        "signed_at",
+        "timestamp_time",
+        "signed_text",
+        "export_link",
+    )
+    fields = readonly_fields
+    actions = ("export_evidence",)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        # Viewing needs "view"; nothing here can be edited.
+        return False
+
+    @admin.display(description=_("signed text"))
+    def signed_text(self, obj: SignedApplication) -> str:
+        return obj.request.text
+
+    @admin.display(description=_("evidence"))
+    def export_link(self, obj: SignedApplication) -> str:
+        url = reverse("admin:moica_auth_signedapplication_evidence", args=[obj.pk])
+        return format_html('<a href="{}">{}</a>', url, _("Download evidence (JSON)"))
+
+    def get_urls(self) -> list[Any]:
+        own = [
+            path(
+                "<int:pk>/evidence/",
+                self.admin_site.admin_view(self.evidence_view),
+                name="moica_auth_signedapplication_evidence",
+            )
+        ]
+        return own + super().get_urls()
+
+    def evidence_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        application = SignedApplication.objects.filter(pk=pk).first()
+        if application is None or not self.has_view_permission(request, application):
+            raise Http404
+        return self._download(
+            application.evidence.encode("utf-8"),
+            _evidence_filename(application),
+            "application/json",
+        )
+
+    @admin.action(description=_("Export evidence of the selected applications"))
+    def export_evidence(self, request: HttpRequest, queryset: QuerySet[Any]) -> HttpResponse:
+        rows = list(queryset[:1000])
+        if len(rows) == 1:
+            return self._download(
+                rows[0].evidence.encode("utf-8"), _evidence_filename(rows[0]), "application/json"
+            )
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for row in rows:
+                archive.writestr(f"{row.pk}-{_evidence_filename(row)}", row.evidence)
+        return self._download(buffer.getvalue(), "evidence.zip", "application/zip")
+
+    @staticmethod
+    def _download(body: bytes, filename: str, content_type: str) -> HttpResponse:
+        response = HttpResponse(body, content_type=content_type)
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response

@@ -12,5 +12,6 @@ class MoicaAuthConfig(AppConfig):
         # Imported for their side effects: system-check registration and receivers
         # that invalidate the cached services when settings or trust anchors change.
         from moica_auth import checks, signals  # noqa: F401
+        from moica_auth.signing import checks as signing_checks  # noqa: F401
 
         signals.connect_model_signals()

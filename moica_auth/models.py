@@ -143,3 +143,77 @@ class TrustAnchor(models.Model):
             "sha256": cert.fingerprint(hashes.SHA256()).hex(),
             "is_root": cert.subject == cert.issuer,
         }
+
+
+class SignatureRequest(models.Model):
+    """One request to sign (``moica_auth.signing``); single use, bounded lifetime.
+
+    ``text`` is exactly what the page showed and the card signs. It names the signer by a
+    masked name and a keyed hash of the login certificate: no ID number is stored. The
+    row is also the audit entry of the attempt: ``outcome`` is ``"pending"``, ``"ok"``
+    or the refusal's error code, with ``decided_at`` and ``client_ip``.
+    """
+
+    PENDING = "pending"
+    OK = "ok"
+
+    token = models.CharField(_("request id"), max_length=64, unique=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.CASCADE,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    session_hash = models.CharField(_("session binding"), max_length=64)
+    portal = models.CharField(_("portal"), max_length=200)
+    service = models.CharField(_("service"), max_length=200)
+    application_id = models.CharField(_("application id"), max_length=200)
+    signature_type = models.CharField(_("signature type"), max_length=8)
+    text = models.TextField(_("text to sign"))
+    nonce = models.CharField(_("nonce"), max_length=64)
+    signer_key = models.CharField(_("signer key (keyed hash)"), max_length=32)
+    created_at = models.DateTimeField(_("created"))
+    expires_at = models.DateTimeField(_("expires"))
+    outcome = models.CharField(_("outcome"), max_length=64, default=PENDING, db_index=True)
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
+    client_ip = models.GenericIPAddressField(_("client IP"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("signature request")
+        verbose_name_plural = _("signature requests")
+        ordering = ("-created_at",)
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.application_id} ({self.outcome})"
+
+
+class SignedApplication(models.Model):
+    """An application the citizen signed, with its evidence record (``moica-auth-evidence/1``)."""
+
+    request = models.OneToOneField(
+        SignatureRequest,
+        on_delete=models.PROTECT,
+        related_name="signed",
+        verbose_name=_("signature request"),
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        related_name="+",
+        verbose_name=_("user"),
+    )
+    service = models.CharField(_("service"), max_length=200, db_index=True)
+    application_id = models.CharField(_("application id"), max_length=200, db_index=True)
+    signer_name = models.CharField(_("signer name"), max_length=200, blank=True)
+    cert_fingerprint = models.CharField(_("certificate fingerprint"), max_length=64)
+    signed_at = models.DateTimeField(_("decided"))
+    timestamp_time = models.DateTimeField(_("time-stamp time"), null=True, blank=True)
+    evidence = models.TextField(_("evidence (JSON)"))
+
+    class Meta:
+        verbose_name = _("signed application")
+        verbose_name_plural = _("signed applications")
+        ordering = ("-signed_at",)
+
+    def __str__(self) -> str:
+        return f"{self.service} {self.application_id}"

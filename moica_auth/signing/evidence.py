@@ -27,6 +27,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -63,6 +64,8 @@ __all__ = [
     "verify_evidence",
     "verify_signing",
 ]
+
+logger = logging.getLogger(__name__)
 
 EVIDENCE_FORMAT: Final = "moica-auth-evidence/1"
 COVERED_FIELDS: Final = (
@@ -136,12 +139,14 @@ def verify_signing(
     hash_key: bytes,
     at: datetime,
     tsa: TsaClient | None = None,
+    require_timestamp: bool = True,
 ) -> SignedResult:
     """Decide one signature over ``request`` at ``at``; see the module docstring.
 
     Raises :class:`SigningRequestExpired`, :class:`SigningRequestInvalid` (wrong type),
     every error of :meth:`LoginVerifier.verify`, :class:`SignerMismatch`, or
-    :class:`TimestampError` when a configured TSA gives no valid token.
+    :class:`TimestampError` when a configured TSA gives no valid token and
+    ``require_timestamp`` (otherwise the record is kept without a time-stamp, logged).
     """
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("at must be timezone-aware")
@@ -195,9 +200,15 @@ def verify_signing(
     stamp_time: datetime | None = None
     record["timestamp"] = None
     if tsa is not None:
-        token = tsa.timestamp(_manifest_imprint(digests))
-        record["timestamp"] = {"token": _b64(token.der)}
-        stamp_time = token.gen_time
+        try:
+            token = tsa.timestamp(_manifest_imprint(digests))
+        except TimestampError as exc:
+            if require_timestamp:
+                raise
+            logger.warning("signing evidence kept WITHOUT a time-stamp: %s", exc.code)
+        else:
+            record["timestamp"] = {"token": _b64(token.der)}
+            stamp_time = token.gen_time
     return SignedResult(
         login=login, evidence=record, fingerprint=fingerprint, timestamp_time=stamp_time
     )

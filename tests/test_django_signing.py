@@ -120,6 +120,14 @@ def test_sign_application_end_to_end_and_export_evidence(
     assert "登記原因: 買賣" in row.text
     assert cards.alice.id_number not in row.text
     assert "moica-auth-sign/1" in html and "土地標示" in html
+    assert "簽署您的申請" in html  # zh-Hant first
+    english = Client()
+    english.cookies = client.cookies
+    assert (
+        "Sign your application"
+        in english.post("/sign/land/", FORM, headers={"Accept-Language": "en"}).content.decode()
+    )
+    SignatureRequest.objects.exclude(pk=row.pk).delete()
     clock.advance(20)
     response = post_signature(client, answer(cards.alice, row))
     assert response.status_code == 200, response.content

@@ -492,3 +492,98 @@ def test_python_m_moica_auth_evidence_verify(
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["ok"] is True
+
+
+# --- CRL evidence ---------------------------------------------------------------------
+
+
+def _crl_verifier(pki: TestPKI, crl_der: bytes) -> LoginVerifier:
+    from moica_auth.revocation.crl import CrlSource, parse_crl
+    from moica_auth.revocation.store import MemoryIndexStore
+
+    store = MemoryIndexStore()
+    assert store.replace(parse_crl(crl_der, issuers=pki.intermediates, at=NOW), fetched_at=NOW)
+    checker = RevocationChecker(
+        policy=RevocationPolicy(order=("crl",), check_intermediates=False),
+        sources={"crl": CrlSource(store=store)},
+    )
+    trust = TrustStore.from_certificates(pki.anchors, intermediates=pki.intermediates)
+    return LoginVerifier(VerifierConfig(trust=trust, revocation=checker))
+
+
+def test_crl_evidence_names_the_crl_used(
+    card_g3: CitizenCard, ocsp_pki: TestPKI, tsa: TsaClient, tsa_ids: TsaIdentities
+) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    crl = ocsp_pki.make_crl(issuer=ocsp_pki.moica_g3, number=2026010203, this_update=NOW)
+    crl_der = crl.public_bytes(serialization.Encoding.DER)
+    request = make_request(card_g3)
+    result = decide(request, card_sign(card_g3, request), _crl_verifier(ocsp_pki, crl_der), tsa)
+    (entry,) = result.evidence["revocation"]["entries"]
+    assert entry["source"] == "crl"
+    assert entry["crl"]["number"] == 2026010203
+    assert entry["crl"]["sha256"] == hashlib.sha256(crl_der).hexdigest()
+    assert entry["crl"]["this_update"] == NOW.isoformat()
+    report = offline(result.evidence, ocsp_pki, tsa_ids)
+    assert "CRL 2026010203" in report.revocation
+
+
+def test_refuses_certificate_revoked_on_the_crl(card_g3: CitizenCard, ocsp_pki: TestPKI) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    crl = ocsp_pki.make_crl(
+        issuer=ocsp_pki.moica_g3,
+        revoked=[(card_g3.signing.certificate.serial_number, NOW - timedelta(days=1), None)],
+        this_update=NOW,
+    )
+    request = make_request(card_g3)
+    verifier = _crl_verifier(ocsp_pki, crl.public_bytes(serialization.Encoding.DER))
+    with pytest.raises(CertificateRevoked):
+        decide(request, card_sign(card_g3, request), verifier, None)
+
+
+def test_unsealed_record_with_a_forged_ocsp_response_is_refused(
+    card_g3: CitizenCard, verifier: LoginVerifier, ocsp_pki: TestPKI, tsa_ids: TsaIdentities
+) -> None:
+    from moica_auth.signing.evidence import COVERED_FIELDS, canonical_json
+
+    request = make_request(card_g3)
+    record = decide(request, card_sign(card_g3, request), verifier, None).evidence
+    forged = copy.deepcopy(record)
+    entry = forged["revocation"]["entries"][0]
+    body = bytearray(base64.b64decode(entry["ocsp_response"]))
+    body[-5] ^= 0x01  # inside the responder's signature
+    entry["ocsp_response"] = base64.b64encode(bytes(body)).decode()
+    # Without a time-stamp the forger can also fix the digests: the OCSP check still holds.
+    forged["digests"] = {
+        name: hashlib.sha256(canonical_json(forged[name])).hexdigest() for name in COVERED_FIELDS
+    }
+    with pytest.raises(EvidenceInvalid) as info:
+        offline(forged, ocsp_pki, tsa_ids, require_timestamp=False)
+    assert info.value.data["field"] == "revocation"
+
+
+@pytest.mark.parametrize("junk", [None, 1, True, [], {}, "x", "é" * 64, [None], {"a": []}])
+@pytest.mark.parametrize("field", [*COVERED_FIELDS, "digests", "timestamp", "format"])
+def test_evidence_of_the_wrong_shape_is_a_typed_refusal(
+    record: dict[str, Any], field: str, junk: Any, ocsp_pki: TestPKI, tsa_ids: TsaIdentities
+) -> None:
+    from moica_auth.signing.evidence import canonical_json
+
+    for sealed in (True, False):
+        tampered = copy.deepcopy(record)
+        tampered[field] = junk
+        if not sealed and field in COVERED_FIELDS:
+            # An unsealed record whose digest was fixed up: the semantic checks must hold.
+            tampered["timestamp"] = None
+            tampered["digests"][field] = hashlib.sha256(canonical_json(junk)).hexdigest()
+        if not sealed and junk is None and field in ("revocation", "timestamp"):
+            # Both are legitimately null in an unsealed record; the report must say so.
+            report = offline(tampered, ocsp_pki, tsa_ids, require_timestamp=False)
+            assert report.timestamp_time is None
+            if field == "revocation":
+                assert report.revocation.startswith("not checked")
+            continue
+        with pytest.raises(EvidenceInvalid):
+            offline(tampered, ocsp_pki, tsa_ids, require_timestamp=sealed)

@@ -28,6 +28,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -78,6 +79,9 @@ COVERED_FIELDS: Final = (
     "decision_time",
 )
 MAX_EVIDENCE_BYTES: Final = 4 * 1024 * 1024
+#: Revocation entries a record may carry (leaf and a few CAs): bounds offline work.
+MAX_REVOCATION_ENTRIES: Final = 8
+_HEX64: Final = re.compile(r"[0-9a-f]{64}")
 #: How long after the decision the TSA may date its token (a slow TSA, a retry).
 TIMESTAMP_MAX_DELAY: Final = timedelta(minutes=10)
 TIMESTAMP_SKEW: Final = timedelta(minutes=5)
@@ -302,7 +306,7 @@ def _check_structure(record: dict[str, Any]) -> dict[str, str]:
     if (
         not isinstance(digests, dict)
         or set(digests) != set(COVERED_FIELDS)
-        or not all(isinstance(v, str) and len(v) == 64 for v in digests.values())
+        or not all(isinstance(v, str) and _HEX64.fullmatch(v) for v in digests.values())
     ):
         raise _bad("digests", f"must map {', '.join(COVERED_FIELDS)} to SHA-256 hex")
     return digests
@@ -331,6 +335,8 @@ def _verify_revocation(value: object, chain: Sequence[x509.Certificate], at: dat
         return "not checked: the portal made no revocation check"
     if not isinstance(value, dict) or not isinstance(value.get("entries"), list):
         raise _bad("revocation", "is not a revocation record")
+    if len(value["entries"]) > MAX_REVOCATION_ENTRIES:
+        raise _bad("revocation", f"has more than {MAX_REVOCATION_ENTRIES} entries")
     if value.get("status") not in ("good", "unknown"):
         raise _bad("revocation", "does not record an accepted status")
     by_hash = {c.fingerprint(hashes.SHA256()).hex(): i for i, c in enumerate(chain)}

@@ -32,7 +32,7 @@ import requests
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
@@ -115,7 +115,7 @@ def _check_tsa_certificate(
             return
         try:
             cert.verify_directly_issued_by(anchor)
-        except (ValueError, TypeError, InvalidSignature):
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
             continue
         if anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc:
             return
@@ -198,7 +198,9 @@ def verify_token(
         policy = tst["policy"].dotted
     except TimestampError:
         raise
-    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+    except Exception as exc:
+        # asn1crypto parses lazily: whatever a hostile token makes it raise (ValueError,
+        # TypeError, KeyError, OverflowError, …) means "not a token", never a crash.
         raise _fail(f"the time-stamp token is malformed ({type(exc).__name__})") from exc
     key = certificate.public_key()
     if not isinstance(key, rsa.RSAPublicKey):

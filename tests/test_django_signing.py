@@ -277,3 +277,10 @@ def test_system_checks(settings: Any, value: Any, check: str) -> None:
 def test_system_checks_pass_on_defaults(settings: Any) -> None:
     settings.MOICA_AUTH_SIGNING = None
     assert check_signing_settings() == []
+
+
+def test_form_with_a_bidi_override_is_refused_before_signing(signing: Any, cards: Any) -> None:
+    client = logged_in_client(cards.alice)
+    response = client.post("/sign/land/", {**FORM, "note": "1/2\u202e2/1"})
+    assert_refused(response, "signing_request_invalid", 400)
+    assert not SignatureRequest.objects.exists()

@@ -284,3 +284,55 @@ def test_form_with_a_bidi_override_is_refused_before_signing(signing: Any, cards
     response = client.post("/sign/land/", {**FORM, "note": "1/2\u202e2/1"})
     assert_refused(response, "signing_request_invalid", 400)
     assert not SignatureRequest.objects.exists()
+
+
+# --- revocation at signing time, through the app's own revocation settings --------------
+
+
+@pytest.fixture(scope="module", name="ocsp_server")
+def ocsp_server_fixture(pki: TestPKI) -> Iterator[Any]:
+    from moica_auth.testing.responders import ResponderServer
+
+    with ResponderServer(clock=CLOCK) as server:
+        for ca in (pki.moica_g2, pki.moica_g3):
+            server.add_ocsp(issuer=ca.certificate, signer=ca, path="/ocsp")
+        yield server
+
+
+@pytest.fixture(name="signing_with_ocsp")
+def signing_with_ocsp_fixture(signing: Any, ocsp_server: Any) -> Iterator[Any]:
+    signing.MOICA_AUTH_REVOCATION = {
+        "order": ["ocsp"],
+        "ocsp_url": ocsp_server.url_for("/ocsp"),
+        "check_intermediates": False,
+        "timeout": 2.0,
+    }
+    yield signing
+    ocsp_server.ocsp("/ocsp").clear()
+
+
+def test_signing_keeps_the_ocsp_response_it_used(
+    signing_with_ocsp: Any, cards: Any, pki: TestPKI, tsa_ids: TsaIdentities
+) -> None:
+    client = logged_in_client(cards.alice)
+    row, _ = submit_form(client)
+    assert post_signature(client, answer(cards.alice, row)).status_code == 200
+    evidence = json.loads(SignedApplication.objects.get().evidence)
+    (entry,) = evidence["revocation"]["entries"]
+    assert entry["source"] == "ocsp" and entry["ocsp_response"]
+    report = verify_evidence(
+        json.dumps(evidence), anchors=pki.anchors, tsa_anchors=[tsa_ids.root.certificate]
+    )
+    assert "OCSP response re-verified" in report.revocation
+
+
+def test_refuses_a_certificate_revoked_after_login(
+    signing_with_ocsp: Any, cards: Any, ocsp_server: Any, clock: Any
+) -> None:
+    client = logged_in_client(cards.alice)
+    row, _ = submit_form(client)
+    ocsp_server.set_status(cards.alice.signing.certificate.serial_number, "revoked")
+    clock.advance(5)
+    assert_refused(post_signature(client, answer(cards.alice, row)), "certificate_revoked")
+    assert SignatureRequest.objects.get().outcome == "certificate_revoked"
+    assert not SignedApplication.objects.exists()

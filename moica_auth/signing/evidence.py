@@ -470,11 +470,16 @@ def verify_evidence(
     for key, line in pairs.items():
         if request.get(key) != header[line]:
             raise _bad(f"request.{key}", "differs from the signed text")
+    created = _parse_time(request.get("created_at"), "request.created_at")
+    if header["time"] != created.strftime("%Y-%m-%dT%H:%M:%SZ"):
+        raise _bad("request.created_at", "differs from the signed text")
     expires = _parse_time(request.get("expires_at"), "request.expires_at")
     if header["expires"] != expires.strftime("%Y-%m-%dT%H:%M:%SZ"):
         raise _bad("request.expires_at", "differs from the signed text")
     if decided >= expires:
         raise _bad("decision_time", "is after the request expired")
+    if decided < created - TIMESTAMP_SKEW:
+        raise _bad("decision_time", "is before the request was made")
 
     revocation = _verify_revocation(record["revocation"], validated.chain, decided)
     citizen: CitizenCertificate = validated.citizen

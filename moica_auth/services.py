@@ -140,15 +140,20 @@ def default_revocation_checker(
 ) -> Any:
     """A :class:`~moica_auth.revocation.policy.RevocationChecker` from settings options.
 
-    ``order``, ``soft_fail``, ``timeout``, ``crl_grace`` (seconds), ``check_intermediates``
-    feed the policy; ``ocsp_url`` (one responder for all), ``ocsp_urls`` (AIA rewrites)
+    ``order``, ``soft_fail``, ``timeout``, ``crl_grace`` (seconds), ``leaf`` and
+    ``intermediates`` (a :class:`~moica_auth.revocation.policy.RevocationRule` value) feed
+    the policy; ``ocsp_url`` (one responder for all), ``ocsp_urls`` (AIA rewrites)
     and ``ocsp_nonce_optout`` configure the OCSP source (RFC 6960); the CRL source reads
     the revocation index kept fresh by ``moica-auth crl refresh`` (RFC 5280 §6.3).
     """
     from datetime import timedelta
 
     from moica_auth.revocation.ocsp import OcspSource
-    from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy
+    from moica_auth.revocation.policy import (
+        RevocationChecker,
+        RevocationPolicy,
+        RevocationRule,
+    )
 
     order = tuple(options.get("order", ("ocsp", "crl")))
     policy = RevocationPolicy(
@@ -156,7 +161,9 @@ def default_revocation_checker(
         soft_fail=bool(options.get("soft_fail", False)),
         timeout=float(options.get("timeout", 5.0)),
         crl_grace=timedelta(seconds=float(options.get("crl_grace", 0))),
-        check_intermediates=bool(options.get("check_intermediates", True)),
+        # Strings are checked and converted by RevocationPolicy (ConfigurationError).
+        leaf=options.get("leaf", RevocationRule.REQUIRED),
+        intermediates=options.get("intermediates", RevocationRule.IF_AVAILABLE),
     )
     sources: dict[str, Any] = {}
     if "ocsp" in order:

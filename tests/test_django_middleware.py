@@ -166,7 +166,7 @@ def test_crl_revocation_through_default_checker(moica_settings, responder, pki, 
         "order": ["crl"],
         "crl_urls": [url],
         "crl_urls_from_issuers": False,
-        "check_intermediates": False,
+        "intermediates": "never",
     }
     refresher = get_services().revocation.sources["crl"].refresher
     assert refresher.refresh(url).ok

@@ -12,7 +12,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from moica_auth.exceptions import MoicaAuthError, RevocationUnavailable
-from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationResult
+from moica_auth.revocation.policy import (
+    RevocationChecker,
+    RevocationPolicy,
+    RevocationResult,
+    RevocationRule,
+)
 from moica_auth.revocation.types import CertStatus, SourceName
 from moica_auth.testing.pki import CitizenCard
 from moica_auth.testing.softcard import sign_response
@@ -84,6 +89,11 @@ class TableSource:
     calls: list[datetime] = field(default_factory=list)
     unavailable: bool = False
 
+    def knows_issuer(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> bool:
+        return True
+
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
     ) -> CertStatus:
@@ -127,7 +137,8 @@ class ReturningChecker:
 
 def _with_revocation(source: TableSource) -> LoginVerifier:
     checker = RevocationChecker(
-        policy=RevocationPolicy(order=("crl",), check_intermediates=False), sources={"crl": source}
+        policy=RevocationPolicy(order=("crl",), intermediates=RevocationRule.NEVER),
+        sources={"crl": source},
     )
     return LoginVerifier(VerifierConfig(trust=trust(), revocation=checker))
 
@@ -295,7 +306,9 @@ class TestRevocation:
     def test_unknown_passes_only_under_the_checkers_soft_fail(self) -> None:
         silent = TableSource(name="ocsp", unavailable=True)
         checker = RevocationChecker(
-            policy=RevocationPolicy(order=("ocsp",), soft_fail=True, check_intermediates=False),
+            policy=RevocationPolicy(
+                order=("ocsp",), soft_fail=True, intermediates=RevocationRule.NEVER
+            ),
             sources={"ocsp": silent},
         )
         login = _verify(
@@ -305,7 +318,7 @@ class TestRevocation:
         )
         assert login.revocation is not None and login.revocation.status == "unknown"
         closed = RevocationChecker(
-            policy=RevocationPolicy(order=("ocsp",), check_intermediates=False),
+            policy=RevocationPolicy(order=("ocsp",), intermediates=RevocationRule.NEVER),
             sources={"ocsp": silent},
         )
         _rejects(

@@ -137,6 +137,17 @@ class CliCrlSource:
         self._file_errors: dict[str, list[MoicaAuthError]] = {}
         self._fetched: dict[str, MoicaAuthError | None] = {}  # url -> error (None: installed)
 
+    def knows_issuer(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> bool:
+        """Whether a ``--crl`` file of ``issuer`` covers ``certificate``, or claims to be
+        ``issuer``'s and was refused (then checking fails closed with that reason)."""
+        kid = key_id(issuer)
+        self._install_files(issuer, kid, at)
+        return bool(self._file_errors.get(kid)) or self.index.knows_issuer(
+            certificate=certificate, issuer=issuer, at=at
+        )
+
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
     ) -> CertStatus:

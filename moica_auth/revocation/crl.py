@@ -1013,6 +1013,27 @@ class CrlSource:
         self.refresher = refresher
         self.fetch_on_miss = fetch_on_miss and refresher is not None
 
+    def knows_issuer(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> bool:
+        """Whether the index holds a CRL of ``issuer``'s key whose scope covers
+        ``certificate`` (fresh or stale; RFC 5280 §6.3.3 (b))."""
+        return bool(self._covering(certificate, key_id(issuer)))
+
+    def _covering(
+        self, certificate: x509.Certificate, issuer_kid: str
+    ) -> list[tuple[CrlInfo, bytes | None]]:
+        return [
+            (info, packed)
+            for info, packed in self.store.read(issuer_kid, certificate.serial_number)
+            if scope_covers(
+                scope_names=info.scope_names,
+                only_user_certs=info.only_user_certs,
+                only_ca_certs=info.only_ca_certs,
+                certificate=certificate,
+            )
+        ]
+
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
     ) -> CertStatus:
@@ -1028,17 +1049,7 @@ class CrlSource:
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
     ) -> CertStatus:
         issuer_kid = key_id(issuer)
-        serial = certificate.serial_number
-        answers: list[tuple[CrlInfo, bytes | None]] = [
-            (info, packed)
-            for info, packed in self.store.read(issuer_kid, serial)
-            if scope_covers(
-                scope_names=info.scope_names,
-                only_user_certs=info.only_user_certs,
-                only_ca_certs=info.only_ca_certs,
-                certificate=certificate,
-            )
-        ]
+        answers = self._covering(certificate, issuer_kid)
         if not answers:
             raise RevocationUnavailable(
                 "no CRL covering this certificate is installed", issuer_key_id=issuer_kid

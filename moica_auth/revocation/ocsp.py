@@ -257,6 +257,12 @@ class OcspSource:
 
     # --- public ---------------------------------------------------------------------
 
+    def knows_issuer(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> bool:
+        """Whether a responder is known for ``certificate`` (declared or configured)."""
+        return self.url_for(certificate) is not None
+
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
     ) -> CertStatus:

@@ -43,3 +43,11 @@ class RevocationSource(Protocol):
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
     ) -> CertStatus: ...
+
+    def knows_issuer(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> bool:
+        """Does this source hold status information from ``issuer`` that covers
+        ``certificate`` (fresh or not), without any network access? Used by
+        :attr:`~moica_auth.revocation.policy.RevocationRule.IF_AVAILABLE`."""
+        ...

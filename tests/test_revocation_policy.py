@@ -595,3 +595,23 @@ def test_soft_fail_end_to_end(
     assert result.source is None
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert any("SOFT-FAIL" in r.getMessage() for r in warnings)
+
+
+# --- the real CRL index answers IF_AVAILABLE ---------------------------------------------
+
+
+def test_crl_index_knows_an_issuer_only_with_a_covering_crl(
+    card_g3: CitizenCard, ocsp_pki: TestPKI
+) -> None:
+    from moica_auth.revocation.crl import parse_crl
+
+    store = MemoryIndexStore()
+    source = CrlSource(store=store)
+    ca = card_g3.issuer.certificate
+    root = ocsp_pki.grca_g3
+    assert not source.knows_issuer(certificate=ca, issuer=root.certificate, at=NOW)
+    der = ocsp_pki.make_crl(issuer=root, this_update=NOW, number=7).public_bytes(Encoding.DER)
+    store.replace(parse_crl(der, issuers=[root.certificate], at=NOW), fetched_at=NOW)
+    assert source.knows_issuer(certificate=ca, issuer=root.certificate, at=NOW)
+    # The index holds nothing from the CA's own key about the citizen certificate.
+    assert not source.knows_issuer(certificate=card_g3.signing.certificate, issuer=ca, at=NOW)

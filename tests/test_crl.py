@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ObjectIdentifier
 
 from moica_auth.exceptions import (
+    ConfigurationError,
     CrlInvalid,
     MoicaAuthError,
     RevocationStale,
@@ -686,7 +687,9 @@ class _Mirror(HttpCrlFetcher):
         return super().fetch(mirrored, etag=etag, last_modified=last_modified)
 
 
-def test_fetch_on_miss_burst_downloads_once(crl_http: CrlHttpServer, pki: TestPKI, cards) -> None:
+def test_fetch_on_miss_burst_downloads_once_and_nobody_queues(
+    crl_http: CrlHttpServer, pki: TestPKI, cards
+) -> None:
     import threading
 
     card = cards["g3_b"]
@@ -706,9 +709,14 @@ def test_fetch_on_miss_burst_downloads_once(crl_http: CrlHttpServer, pki: TestPK
 
     def login() -> None:
         start.wait()
-        status = source.status(
-            certificate=card.signing.certificate, issuer=card.issuer.certificate, at=pki.now
-        )
+        try:
+            status = source.status(
+                certificate=card.signing.certificate, issuer=card.issuer.certificate, at=pki.now
+            )
+        except RevocationUnavailable:
+            # Another login held the lock: answered at once from the index, fail closed.
+            answers.append("unavailable")
+            return
         answers.append(status.status)
 
     threads = [threading.Thread(target=login) for _ in range(6)]
@@ -716,8 +724,17 @@ def test_fetch_on_miss_burst_downloads_once(crl_http: CrlHttpServer, pki: TestPK
         t.start()
     for t in threads:
         t.join()
-    assert answers == ["good"] * 6
+    assert len(answers) == 6
+    assert "good" in answers
+    assert set(answers) <= {"good", "unavailable"}
     assert crl_http.route(path).hits == 1
+    # Once installed, every login reads it from the index.
+    assert (
+        source.status(
+            certificate=card.signing.certificate, issuer=card.issuer.certificate, at=pki.now
+        ).status
+        == "good"
+    )
 
 
 def test_source_over_redis_index(redis_url: str, pki: TestPKI, cards) -> None:
@@ -1508,3 +1525,54 @@ def test_pem_input_must_hold_exactly_one_crl(pki: TestPKI) -> None:
     assert (
         parse_crl(new.public_bytes(Encoding.PEM), issuers=pki.intermediates, at=pki.now).number == 2
     )
+
+
+def test_back_off_after_a_failed_download_is_shared_by_every_worker(
+    crl_http: CrlHttpServer, pki: TestPKI
+) -> None:
+    # Two refreshers over one index store: two workers of a fleet.
+    path = "/shared-backoff/complete.crl"
+    url = crl_http.serve(path, b"", status=503)
+    store = MemoryIndexStore()
+    now = [pki.now]
+
+    def worker() -> CrlRefresher:
+        return CrlRefresher(
+            fetcher=HttpCrlFetcher(read_timeout=2),
+            store=store,
+            issuers=pki.intermediates,
+            urls=[url],
+            clock=lambda: now[0],
+        )
+
+    first, second = worker(), worker()
+    assert first.refresh(url, force=False).outcome == "failed"
+    assert second.refresh(url, force=False).outcome == "fresh"
+    assert crl_http.route(path).hits == 1
+    now[0] += timedelta(seconds=31)
+    assert second.refresh(url, force=False).outcome == "failed"
+    assert crl_http.route(path).hits == 2
+
+
+def test_login_fetcher_is_bounded_by_the_login_deadline(pki: TestPKI) -> None:
+    refresher = CrlRefresher(
+        fetcher=HttpCrlFetcher(connect_timeout=5, read_timeout=30, total_timeout=120),
+        store=MemoryIndexStore(),
+        issuers=pki.intermediates,
+        login_deadline=1.5,
+    )
+    bounded = refresher.login_fetcher
+    assert isinstance(bounded, HttpCrlFetcher)
+    assert (bounded.connect_timeout, bounded.read_timeout, bounded.total_timeout) == (
+        1.5,
+        1.5,
+        1.5,
+    )
+    assert refresher.fetcher.total_timeout == 120  # the background keeps its own
+    with pytest.raises(ConfigurationError):
+        CrlRefresher(
+            fetcher=HttpCrlFetcher(),
+            store=MemoryIndexStore(),
+            issuers=pki.intermediates,
+            login_deadline=0,
+        )

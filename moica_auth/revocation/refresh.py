@@ -12,9 +12,11 @@ downloading a given URL at a time.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -48,15 +50,20 @@ from moica_auth.revocation.store import (
 )
 
 __all__ = [
+    "DEFAULT_LOGIN_DEADLINE",
     "BackgroundRefresher",
     "CrlRefresher",
     "RefreshOutcome",
+    "bounded_fetcher",
     "crl_source_from_settings",
     "index_store_from_settings",
     "refresher_from_settings",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a login may spend downloading a missing or stale CRL (one attempt, fleet-wide).
+DEFAULT_LOGIN_DEADLINE = 3.0
 
 Outcome = Literal["installed", "unchanged", "not_modified", "fresh", "kept", "failed", "busy"]
 
@@ -91,6 +98,14 @@ class CrlRefresher:
     have validated them to the same trust anchor. URLs come from ``urls`` and from the
     cRLDistributionPoints of ``certificates`` (e.g. the MOICA CA certificates, whose
     CRLDP names the GRCA CRL).
+
+    ``fetcher`` serves the background refresher and the admin command (long timeouts: a
+    complete MOICA CRL is ~20 MB). A login that finds no current CRL gets at most one
+    bounded attempt instead (:meth:`refresh_for`): ``login_fetcher``, whose overall
+    deadline is ``login_deadline`` seconds (default: an :class:`HttpCrlFetcher` with that
+    deadline), taken only by the worker that wins the fleet-wide lock. The back-off after
+    a failed download is read from the shared store, so no other worker retries it
+    before ``retry_interval``.
     """
 
     def __init__(
@@ -110,8 +125,16 @@ class CrlRefresher:
         skew: timedelta = DEFAULT_SKEW,
         clock: Callable[[], datetime] | None = None,
         allowed_hashes: frozenset[str] = DEFAULT_CRL_HASHES,
+        login_deadline: float = DEFAULT_LOGIN_DEADLINE,
+        login_fetcher: CrlFetcher | None = None,
     ) -> None:
+        if not login_deadline > 0:
+            raise ConfigurationError("login_deadline must be a positive number of seconds")
         self.fetcher = fetcher
+        self.login_deadline = login_deadline
+        if login_fetcher is None:
+            login_fetcher = bounded_fetcher(fetcher, login_deadline)
+        self.login_fetcher = login_fetcher
         self.store = store
         self.issuers = tuple(issuers)
         self.crl_signers = tuple(crl_signers)
@@ -138,6 +161,11 @@ class CrlRefresher:
         after ``retry_interval``.
         """
         checked = self._checked.get(url) if url else None
+        failed = self.store.last_error(url) if url else None
+        if failed is not None and timedelta(0) <= now - failed[1] < self.retry_interval:
+            # Shared back-off: a download that failed on any worker of the fleet is not
+            # tried again by another one before retry_interval.
+            return False
         if checked is not None and now - checked < self.retry_interval:
             # Back off after any attempt: during an outage, fetch-on-miss logins must
             # not queue behind one download timeout after another.
@@ -157,11 +185,13 @@ class CrlRefresher:
         force: bool = True,
         wait: float = 0.0,
         extra_issuers: Sequence[x509.Certificate] = (),
+        fetcher: CrlFetcher | None = None,
     ) -> RefreshOutcome:
         """Refresh one URL under the fleet-wide lock ``refresh:{url}``.
 
         Never raises for a bad download: the error is recorded in the store and
-        returned; the last good CRL stays installed. Store outages do raise
+        returned; the last good CRL stays installed. ``fetcher`` overrides
+        :attr:`fetcher` for this call (the login path's bounded one). Store outages do raise
         (:class:`~moica_auth.exceptions.StoreUnavailable`).
         """
         with self.store.lock(f"refresh:{url}", self.lock_ttl, wait=wait) as acquired:
@@ -175,7 +205,7 @@ class CrlRefresher:
             # Conditional GET only against what this URL itself installed.
             cached = current if current is not None and current.url == url else None
             try:
-                fetched = self.fetcher.fetch(
+                fetched = (fetcher or self.fetcher).fetch(
                     url,
                     etag=cached.etag if cached else None,
                     last_modified=cached.last_modified if cached else None,
@@ -255,14 +285,39 @@ class CrlRefresher:
         return [self.refresh(url, force=force) for url in self.urls]
 
     def refresh_for(self, *, certificate: x509.Certificate, issuer: x509.Certificate) -> None:
-        """Fetch the CRLs one certificate names (``fetch_on_miss``), partition first.
+        """One bounded attempt at the CRLs one certificate names (``fetch_on_miss``, on
+        the login path), partition first.
 
-        Waits on the per-URL lock, so a burst of logins after a restart downloads
-        each CRL once; a waiter then finds it fresh and fetches nothing.
+        Never waits on the fleet-wide lock: when another worker is downloading a URL,
+        this login answers at once from what the index holds (fail closed) rather than
+        queueing. The worker that takes the lock downloads with :attr:`login_fetcher`
+        within one overall deadline, :attr:`login_deadline`, shared by the certificate's
+        URLs (partition first). When any of them failed within ``retry_interval`` on any
+        worker (shared back-off), nothing is downloaded.
         """
-        for url in certificate_crl_urls(certificate):
-            outcome = self.refresh(url, force=False, wait=self.lock_ttl, extra_issuers=(issuer,))
-            if outcome.ok and outcome.outcome != "busy":
+        urls = certificate_crl_urls(certificate)
+        now = self.clock()
+        for url in urls:
+            failed = self.store.last_error(url)
+            if failed is not None and timedelta(0) <= now - failed[1] < self.retry_interval:
+                # This CA's CRL server failed a moment ago (on any worker): a login does
+                # not try its other URLs either; the background refresher will.
+                return
+        ends = time.monotonic() + self.login_deadline
+        for url in urls:
+            remaining = ends - time.monotonic()
+            if remaining <= 0.05:
+                return
+            outcome = self.refresh(
+                url,
+                force=False,
+                wait=0.0,
+                extra_issuers=(issuer,),
+                fetcher=bounded_fetcher(self.login_fetcher, remaining),
+            )
+            if outcome.outcome == "busy":
+                return  # another worker is at it; this login does not queue behind it
+            if outcome.ok and outcome.outcome != "fresh":
                 return
 
     def status(self) -> list[CrlInfo]:
@@ -286,6 +341,19 @@ class CrlRefresher:
         worker = BackgroundRefresher(self, interval)
         worker.start()
         return worker
+
+
+def bounded_fetcher(fetcher: CrlFetcher, deadline: float) -> CrlFetcher:
+    """A copy of ``fetcher`` whose connect, read and overall timeouts are at most
+    ``deadline`` seconds (the watchdog also cuts off slow headers). A fetcher of another
+    type cannot be bounded from outside and is returned as is."""
+    if not isinstance(fetcher, HttpCrlFetcher):
+        return fetcher
+    bounded = copy.copy(fetcher)  # keeps a subclass's behaviour, e.g. a URL rewrite
+    bounded.connect_timeout = min(fetcher.connect_timeout, deadline)
+    bounded.read_timeout = min(fetcher.read_timeout, deadline)
+    bounded.total_timeout = min(fetcher.total_timeout, deadline)
+    return bounded
 
 
 class BackgroundRefresher:
@@ -332,6 +400,7 @@ CRL_SETTING_KEYS = (
     "redis_prefix",
     "grace_seconds",
     "fetch_on_miss",
+    "login_fetch_deadline",
     "background_refresh_seconds",
     "connect_timeout",
     "read_timeout",
@@ -477,6 +546,7 @@ def _build(config: Mapping[str, Any], fetcher: CrlFetcher | None) -> CrlRefreshe
         retry_interval=timedelta(seconds=float(config.get("retry_interval_seconds", 30))),
         lock_ttl=float(config.get("lock_ttl_seconds", 300)),
         skew=timedelta(seconds=float(config.get("skew_seconds", 300))),
+        login_deadline=float(config.get("login_fetch_deadline", DEFAULT_LOGIN_DEADLINE)),
     )
 
 

@@ -208,8 +208,8 @@ class RefuseEverything:
         raise CertificateSuspended("custom checker", reason="certificate_hold")
 
 
-def refuse_everything(*, store, trust, options):
-    assert options["order"] == ["ocsp", "crl"]
+def refuse_everything(*, store, trust, settings):
+    assert settings.order == ("ocsp", "crl")
     return RefuseEverything()
 
 
@@ -232,7 +232,7 @@ class FailsOnRecheck:
         return SimpleNamespace(status="good", source="custom", checked_at=at)
 
 
-def fails_on_recheck(*, store, trust, options):
+def fails_on_recheck(*, store, trust, settings):
     return FailsOnRecheck()
 
 

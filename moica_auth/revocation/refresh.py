@@ -6,8 +6,8 @@ recorded next to it instead. :meth:`CrlRefresher.start_background` refreshes ahe
 nextUpdate in a daemon thread; a fleet-wide lock in the index store keeps one node
 downloading a given URL at a time.
 
-:func:`refresher_from_settings` builds the whole thing from
-``settings.MOICA_AUTH_REVOCATION`` (keys documented in ``docs/revocation.md``).
+:mod:`moica_auth.services` builds the one refresher of a process from
+``MOICA_AUTH_REVOCATION`` (:attr:`Services.crl_refresher`); this module reads no settings.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from moica_auth.exceptions import (
     ConfigurationError,
@@ -36,16 +34,15 @@ from moica_auth.revocation.crl import (
     DEFAULT_CRL_HASHES,
     DEFAULT_SKEW,
     CrlFetcher,
-    CrlSource,
     HttpCrlFetcher,
     certificate_crl_urls,
     key_id,
     parse_crl,
 )
+from moica_auth.revocation.settings import DEFAULT_LOGIN_FETCH_DEADLINE
+from moica_auth.revocation.signers import CrlSignerCandidates
 from moica_auth.revocation.store import (
     CrlInfo,
-    MemoryIndexStore,
-    RedisIndexStore,
     RevocationIndexStore,
 )
 
@@ -55,15 +52,12 @@ __all__ = [
     "CrlRefresher",
     "RefreshOutcome",
     "bounded_fetcher",
-    "crl_source_from_settings",
-    "index_store_from_settings",
-    "refresher_from_settings",
 ]
 
 logger = logging.getLogger(__name__)
 
 #: Seconds a login may spend downloading a missing or stale CRL (one attempt, fleet-wide).
-DEFAULT_LOGIN_DEADLINE = 3.0
+DEFAULT_LOGIN_DEADLINE = DEFAULT_LOGIN_FETCH_DEADLINE
 
 Outcome = Literal["installed", "unchanged", "not_modified", "fresh", "kept", "failed", "busy"]
 
@@ -127,7 +121,9 @@ class CrlRefresher:
         allowed_hashes: frozenset[str] = DEFAULT_CRL_HASHES,
         login_deadline: float = DEFAULT_LOGIN_DEADLINE,
         login_fetcher: CrlFetcher | None = None,
+        signer_candidates: CrlSignerCandidates | None = None,
     ) -> None:
+        self.signer_candidates = signer_candidates
         if not login_deadline > 0:
             raise ConfigurationError("login_deadline must be a positive number of seconds")
         self.fetcher = fetcher
@@ -232,7 +228,7 @@ class CrlRefresher:
                 parsed = parse_crl(
                     fetched.content,
                     issuers=(*self.issuers, *extra_issuers),
-                    signers=self.crl_signers,
+                    signers=(*self.crl_signers, *self._candidate_signers(fetched.content, now)),
                     at=now,
                     skew=self.skew,
                     url=url,
@@ -264,6 +260,19 @@ class CrlRefresher:
                 f"{installed.number if installed else '?'}"
             )
             return self._failed(url, older, now, installed, "kept")
+
+    def _candidate_signers(self, content: bytes, now: datetime) -> list[x509.Certificate]:
+        """The candidate CRL signers named by this CRL that are valid and not revoked
+        now (RFC 5280 §6.3.3 (f)); none when there are no candidates."""
+        if not self.signer_candidates:
+            return []
+        try:
+            crl = x509.load_der_x509_crl(content)
+            if not self.signer_candidates.named(crl):
+                return []
+        except ValueError:
+            return []  # parse_crl refuses it with the reason
+        return self.signer_candidates.validated_for(crl, at=now)
 
     def _failed(
         self,
@@ -385,178 +394,3 @@ class BackgroundRefresher:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
-
-
-# --- construction from Django settings ------------------------------------------------
-
-#: The ``MOICA_AUTH_REVOCATION`` keys this module reads (documented in docs/revocation.md);
-#: other keys (``order``, ``soft_fail``, …) belong to the policy and are ignored here.
-CRL_SETTING_KEYS = (
-    "crl_urls",
-    "crl_urls_from_issuers",
-    "issuer_certificates",
-    "crl_signer_certificates",
-    "redis_url",
-    "redis_prefix",
-    "grace_seconds",
-    "fetch_on_miss",
-    "login_fetch_deadline",
-    "background_refresh_seconds",
-    "connect_timeout",
-    "read_timeout",
-    "total_timeout",
-    "max_bytes",
-    "refresh_margin_seconds",
-    "max_age_seconds",
-    "min_interval_seconds",
-    "retry_interval_seconds",
-    "lock_ttl_seconds",
-    "skew_seconds",
-)
-
-
-def _settings() -> dict[str, Any]:
-    """``settings.MOICA_AUTH_REVOCATION`` with the project-wide defaults filled in.
-
-    ``issuer_certificates`` defaults to the trust store's certificates (anchors and
-    intermediates, see :mod:`moica_auth.services`), ``redis_url`` to
-    ``MOICA_AUTH_REDIS_URL``, ``grace_seconds`` to the policy's ``crl_grace``.
-    """
-    from django.conf import settings  # lazily: the core imports no Django settings
-
-    raw = getattr(settings, "MOICA_AUTH_REVOCATION", None)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError("settings.MOICA_AUTH_REVOCATION must be a dict")
-    config = dict(raw)
-    if "issuer_certificates" not in config:
-        from moica_auth.services import trust_store  # Django side, only when configured so
-
-        config["issuer_certificates"] = list(trust_store().certificates)
-    redis_url = getattr(settings, "MOICA_AUTH_REDIS_URL", None)
-    if "redis_url" not in config and redis_url:
-        config["redis_url"] = redis_url
-    if "grace_seconds" not in config and "crl_grace" in config:
-        config["grace_seconds"] = config["crl_grace"]
-    return config
-
-
-def _load_certificates(items: Sequence[Any]) -> list[x509.Certificate]:
-    out: list[x509.Certificate] = []
-    for item in items:
-        if isinstance(item, x509.Certificate):
-            out.append(item)
-            continue
-        if isinstance(item, bytes):
-            data = item
-        elif isinstance(item, str) and "-----BEGIN" in item:
-            data = item.encode()
-        else:
-            try:
-                data = Path(item).read_bytes()
-            except OSError as exc:
-                raise ConfigurationError(f"cannot read CA certificate {item!r}") from exc
-        try:
-            if b"-----BEGIN" in data:
-                out.extend(x509.load_pem_x509_certificates(data))
-            else:
-                out.append(x509.load_der_x509_certificate(data))
-        except ValueError as exc:
-            raise ConfigurationError(f"unreadable CA certificate {item!r}") from exc
-    return out
-
-
-def index_store_from_settings(config: Mapping[str, Any] | None = None) -> RevocationIndexStore:
-    """``redis_url`` set → :class:`RedisIndexStore`, else a process-local store."""
-    config = _settings() if config is None else config
-    url = config.get("redis_url")
-    if url:
-        prefix = str(config.get("redis_prefix", "moica:crl"))
-        return RedisIndexStore.from_url(str(url), prefix=prefix)
-    return MemoryIndexStore()
-
-
-def _marker(config: Mapping[str, Any]) -> str:
-    """What identifies a configuration: only the keys read here, certificates by hash."""
-
-    def norm(value: Any) -> Any:
-        if isinstance(value, x509.Certificate):
-            return value.fingerprint(hashes.SHA256()).hex()
-        if isinstance(value, list | tuple):
-            return [norm(v) for v in value]
-        return repr(value)
-
-    return repr([(k, norm(config[k])) for k in CRL_SETTING_KEYS if k in config])
-
-
-_SHARED: dict[str, CrlRefresher] = {}
-_WORKERS: dict[str, BackgroundRefresher] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def refresher_from_settings(
-    config: Mapping[str, Any] | None = None, *, fetcher: CrlFetcher | None = None
-) -> CrlRefresher:
-    """Build a :class:`CrlRefresher` from ``settings.MOICA_AUTH_REVOCATION`` (or ``config``).
-
-    Refreshers are shared per process and per configuration, so the refresher, the
-    login-path source and the background thread of one process use one index (which
-    matters for the process-local :class:`MemoryIndexStore`). An explicit ``fetcher``
-    builds a private refresher (tests).
-    """
-    config = _settings() if config is None else config
-    if fetcher is not None:
-        return _build(config, fetcher)
-    marker = _marker(config)
-    with _SHARED_LOCK:
-        if marker not in _SHARED:
-            _SHARED[marker] = _build(config, None)
-        refresher = _SHARED[marker]
-        interval = float(config.get("background_refresh_seconds") or 0)
-        if interval > 0 and marker not in _WORKERS:
-            _WORKERS[marker] = refresher.start_background(interval)
-        return refresher
-
-
-def _build(config: Mapping[str, Any], fetcher: CrlFetcher | None) -> CrlRefresher:
-    issuers = _load_certificates(config.get("issuer_certificates", ()))
-    if not issuers:
-        raise ConfigurationError(
-            "MOICA_AUTH_REVOCATION['issuer_certificates'] must list the CA certificates "
-            "(MOICA G2/G3, GRCA G2/G3) whose CRLs are accepted"
-        )
-    urls = list(config.get("crl_urls", ()))
-    return CrlRefresher(
-        fetcher=fetcher
-        or HttpCrlFetcher(
-            connect_timeout=float(config.get("connect_timeout", 5.0)),
-            read_timeout=float(config.get("read_timeout", 30.0)),
-            total_timeout=float(config.get("total_timeout", 120.0)),
-            max_bytes=int(config.get("max_bytes", 64 * 1024 * 1024)),
-        ),
-        store=index_store_from_settings(config),
-        issuers=issuers,
-        urls=urls,
-        certificates=issuers if config.get("crl_urls_from_issuers", True) else (),
-        crl_signers=_load_certificates(config.get("crl_signer_certificates", ())),
-        refresh_margin=timedelta(seconds=float(config.get("refresh_margin_seconds", 7200))),
-        max_age=timedelta(seconds=float(config.get("max_age_seconds", 21600))),
-        min_interval=timedelta(seconds=float(config.get("min_interval_seconds", 900))),
-        retry_interval=timedelta(seconds=float(config.get("retry_interval_seconds", 30))),
-        lock_ttl=float(config.get("lock_ttl_seconds", 300)),
-        skew=timedelta(seconds=float(config.get("skew_seconds", 300))),
-        login_deadline=float(config.get("login_fetch_deadline", DEFAULT_LOGIN_DEADLINE)),
-    )
-
-
-def crl_source_from_settings(config: Mapping[str, Any] | None = None) -> CrlSource:
-    """The login-path :class:`CrlSource`, sharing the refresher's index store."""
-    config = _settings() if config is None else config
-    refresher = refresher_from_settings(config)
-    return CrlSource(
-        store=refresher.store,
-        grace=timedelta(seconds=float(config.get("grace_seconds", 0))),
-        refresher=refresher,
-        fetch_on_miss=bool(config.get("fetch_on_miss", False)),
-    )

@@ -30,6 +30,7 @@ from moica_auth.exceptions import MoicaAuthError, RevocationUnavailable
 if TYPE_CHECKING:
     from cryptography import x509
 
+    from moica_auth.revocation.types import RevocationResult
     from moica_auth.validation.chain import ValidatedChain, ValidationPolicy
     from moica_auth.validation.trust import TrustStore
     from moica_auth.verifier import LoginVerifier, RevocationChecker
@@ -174,7 +175,9 @@ def _build_revocation(
 class _Unestablished:
     """Revocation was neither configured nor waived: fail closed with a reason."""
 
-    def check(self, chain: ValidatedChain, *, at: datetime | None = None) -> Any:
+    soft_fail = False
+
+    def check(self, chain: ValidatedChain, *, at: datetime | None = None) -> NoReturn:
         raise RevocationUnavailable(
             "no revocation source: pass --crl FILE and/or --ocsp, or waive the check "
             "with --no-revocation"
@@ -196,14 +199,14 @@ def _profile(certificate: x509.Certificate | None) -> dict[str, Any] | None:
         return None
 
 
-def _revocation_json(result: Any) -> dict[str, Any] | None:
+def _revocation_json(result: RevocationResult | None) -> dict[str, Any] | None:
     if result is None:
         return None
     return {
-        "status": getattr(result, "status", None),
-        "source": getattr(result, "source", None),
-        "this_update": _jsonable(getattr(result, "this_update", None)),
-        "next_update": _jsonable(getattr(result, "next_update", None)),
+        "status": result.status,
+        "source": result.source,
+        "this_update": _jsonable(result.this_update),
+        "next_update": _jsonable(result.next_update),
     }
 
 
@@ -211,7 +214,7 @@ def _result(
     *,
     error: MoicaAuthError | None = None,
     certificate: x509.Certificate | None = None,
-    revocation: Any = None,
+    revocation: RevocationResult | None = None,
     revocation_checked: bool = True,
 ) -> dict[str, Any]:
     """The last line of ``verify``/``check``: see docs/cli.md "Output and exit codes"."""

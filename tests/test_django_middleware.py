@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import async_to_sync, iscoroutinefunction
@@ -18,6 +17,7 @@ from django.test import AsyncClient, Client, RequestFactory
 from moica_auth.exceptions import CertificateSuspended
 from moica_auth.middleware import MoicaMiddleware
 from moica_auth.models import LoginAttempt
+from moica_auth.revocation.types import RevocationResult
 from moica_auth.services import get_services
 from moica_auth.testing.responders import ResponderServer
 from tests.django_fixtures import (  # noqa: F401 - fixtures
@@ -229,7 +229,7 @@ class FailsOnRecheck:
     def check(self, chain, *, at):
         if FailsOnRecheck.broken:
             raise RuntimeError("bug in a revocation checker")
-        return SimpleNamespace(status="good", source="custom", checked_at=at)
+        return RevocationResult(status="good", source="custom", checked_at=at)
 
 
 def fails_on_recheck(*, store, trust, settings):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -125,14 +126,11 @@ class ReturningChecker:
         self.calls.append(at)
         if self.status is None:
             return None
-        return RevocationResult(
-            status=self.status,
-            source="crl",
-            checked_at=at,
-            this_update=None,
-            next_update=None,
-            per_certificate=(),
-        )
+        if self.status == "unknown":
+            # A typed "unknown" claims soft-fail; this checker's policy has none.
+            return RevocationResult(status="unknown", source="crl", checked_at=at, soft_failed=True)
+        # Anything else cannot even be a RevocationResult: an untyped look-alike.
+        return SimpleNamespace(status=self.status, source="crl", checked_at=at)
 
 
 def _with_revocation(source: TableSource) -> LoginVerifier:
@@ -282,9 +280,11 @@ class TestRevocation:
         ("status", "code"),
         [
             ("unknown", "revocation_unavailable"),
-            ("revoked", "certificate_revoked"),
-            ("hold", "certificate_suspended"),
-            ("stale", "revocation_unavailable"),
+            # Not interpreted: only a RevocationResult is ever read, and a revoked
+            # certificate is raised, never returned.
+            ("revoked", "revocation_unavailable"),
+            ("hold", "revocation_unavailable"),
+            ("good", "revocation_unavailable"),
             (None, "revocation_unavailable"),
         ],
     )
@@ -302,6 +302,21 @@ class TestRevocation:
     def test_checker_result_without_policy_cannot_soft_fail(self) -> None:
         v = LoginVerifier(VerifierConfig(trust=trust(), revocation=ReturningChecker("unknown")))
         _rejects("revocation_unavailable", v, _sign(card("G3")), "PKCS7")
+
+    @pytest.mark.parametrize(
+        ("status", "soft_failed"),
+        [("revoked", False), ("hold", False), ("unknown", False), ("good", True)],
+    )
+    def test_result_type_admits_only_good_or_soft_failed_unknown(
+        self, status: str, soft_failed: bool
+    ) -> None:
+        with pytest.raises(ValueError):
+            RevocationResult(
+                status=status,  # type: ignore[arg-type]
+                source="crl",
+                checked_at=AT,
+                soft_failed=soft_failed,
+            )
 
     def test_unknown_passes_only_under_the_checkers_soft_fail(self) -> None:
         silent = TableSource(name="ocsp", unavailable=True)

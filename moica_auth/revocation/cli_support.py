@@ -50,10 +50,15 @@ from moica_auth.revocation.crl import (
     parse_crl,
 )
 from moica_auth.revocation.ocsp import OcspSource
-from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationResult
+from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy
 from moica_auth.revocation.signers import CrlSignerCandidates
 from moica_auth.revocation.store import MemoryIndexStore
-from moica_auth.revocation.types import CertStatus, RevocationSource, SourceName
+from moica_auth.revocation.types import (
+    CertStatus,
+    RevocationResult,
+    RevocationSource,
+    SourceName,
+)
 from moica_auth.validation.chain import ValidatedChain, ValidationPolicy
 from moica_auth.validation.trust import TrustStore
 
@@ -237,6 +242,10 @@ class CliRevocationChecker:
     def __init__(self, checker: RevocationChecker, *, default_at: datetime | None = None) -> None:
         self.checker = checker
         self.default_at = default_at
+
+    @property
+    def soft_fail(self) -> bool:
+        return self.checker.soft_fail
 
     def check(self, chain: ValidatedChain, *, at: datetime | None = None) -> RevocationResult:
         """Check every certificate of ``chain`` that needs a status (see

@@ -53,7 +53,7 @@ from moica_auth.exceptions import (
     RevocationUnavailable,
 )
 from moica_auth.revocation.ocsp import responder_url_of
-from moica_auth.revocation.types import CertStatus, RevocationSource
+from moica_auth.revocation.types import CertStatus, RevocationResult, RevocationSource
 from moica_auth.validation.chain import ValidatedChain
 
 __all__ = [
@@ -147,24 +147,6 @@ class RevocationPolicy:
             )
 
 
-@dataclass(frozen=True)
-class RevocationResult:
-    """The outcome of a check that did not refuse the chain.
-
-    ``status`` is ``"good"``, or ``"unknown"`` only when ``soft_fail`` let an unanswered
-    check through. ``source``, ``this_update`` and ``next_update`` describe the leaf's
-    answer (``None`` when it had none). ``per_certificate`` holds one answer per certificate
-    that got one, leaf first.
-    """
-
-    status: str
-    source: str | None
-    checked_at: datetime
-    this_update: datetime | None
-    next_update: datetime | None
-    per_certificate: tuple[CertStatus, ...]
-
-
 def declares_status(certificate: x509.Certificate) -> bool:
     """Does this certificate declare where its status is published: a CRLDP
     (RFC 5280 §4.2.1.13) or an OCSP responder in its AIA (RFC 5280 §4.2.2.1)?"""
@@ -194,6 +176,11 @@ class RevocationChecker:
                 )
         self.policy = policy
         self.sources = {name: sources[name] for name in policy.order}
+
+    @property
+    def soft_fail(self) -> bool:
+        """Whether this checker may return status ``"unknown"`` (the policy's opt-in)."""
+        return self.policy.soft_fail
 
     def check(self, chain: ValidatedChain, *, at: datetime | None = None) -> RevocationResult:
         """Check the chain's revocation status at ``at`` (aware; default now; a naive
@@ -231,6 +218,7 @@ class RevocationChecker:
 
         return RevocationResult(
             status="unknown" if unanswered else "good",
+            soft_failed=unanswered,
             source=leaf_answer.source if leaf_answer else None,
             checked_at=when,
             this_update=leaf_answer.this_update if leaf_answer else None,

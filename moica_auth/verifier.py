@@ -210,8 +210,7 @@ class LoginVerifier:
         result = checker.check(chain, at=at)
         if not isinstance(result, RevocationResult):
             raise RevocationUnavailable(
-                f"the revocation checker returned {type(result).__name__}, not a "
-                "RevocationResult"
+                f"the revocation checker returned {type(result).__name__}, not a RevocationResult"
             )
         if result.status == "good":
             return result

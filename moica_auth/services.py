@@ -40,6 +40,8 @@ from moica_auth.revocation.types import RevocationSource
 from moica_auth.stores import KeyValueStore, store_from_url
 from moica_auth.validation.chain import ValidationPolicy
 from moica_auth.validation.trust import TrustStore
+from moica_auth.verifier import LoginVerifier, VerifierConfig
+from moica_auth.verifier import RevocationChecker as VerifierRevocationChecker
 
 if TYPE_CHECKING:
     from moica_auth.revocation.policy import RevocationChecker
@@ -60,9 +62,9 @@ class Services:
 
     store: KeyValueStore
     challenges: ChallengeService
-    verifier: Any  # moica_auth.verifier.LoginVerifier
+    verifier: LoginVerifier
     trust: TrustStore
-    revocation: Any  # a RevocationChecker-like object with .check(chain, at=...), or None
+    revocation: VerifierRevocationChecker | None
     limiter: RateLimiter
     personal_verifiers: tuple[Any, ...]
     clock: Callable[[], datetime]
@@ -145,7 +147,7 @@ def _trust_and_crl_signers() -> tuple[TrustStore, list[x509.Certificate]]:
 
 def _build_revocation(
     store: KeyValueStore, trust: TrustStore, crl_signers: CrlSignerCandidates | None
-) -> tuple[Any, CrlRefresher | None]:
+) -> tuple[VerifierRevocationChecker | None, CrlRefresher | None]:
     """(checker, CRL refresher) from :attr:`app_settings.REVOCATION` (``(None, None)``
     when revocation is off). A ``checker`` factory is called as
     ``factory(store=, trust=, settings=)`` and gets no refresher."""
@@ -308,9 +310,9 @@ def _validation_policy() -> ValidationPolicy:
         raise ConfigurationError(f"MOICA_AUTH validation settings: {exc}") from exc
 
 
-def _build_verifier(trust: TrustStore, revocation: Any) -> Any:
-    from moica_auth.verifier import LoginVerifier, VerifierConfig
-
+def _build_verifier(
+    trust: TrustStore, revocation: VerifierRevocationChecker | None
+) -> LoginVerifier:
     policy = _validation_policy()
     try:
         config = VerifierConfig(

@@ -12,6 +12,7 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -25,6 +26,8 @@ from moica_auth.exceptions import (
     MoicaAuthError,
     RevocationUnavailable,
 )
+
+__all__ = ["CrlFetcher", "FetchResult", "HttpCrlFetcher", "post_bounded"]
 
 # --- fetching -------------------------------------------------------------------------
 
@@ -112,6 +115,75 @@ def _watched_session(watchdog: _Watchdog) -> requests.Session:
     session.mount("http://", Adapter())
     session.mount("https://", Adapter())
     return session
+
+
+def post_bounded(
+    url: str,
+    *,
+    data: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    total_timeout: float,
+    max_bytes: int,
+    too_large: type[MoicaAuthError],
+    session: requests.Session | None = None,
+    what: str = "OCSP responder",
+) -> bytes:
+    """POST ``data`` and return a 200 answer's body, within ``total_timeout`` overall.
+
+    ``timeout`` bounds the connect and each read; the watchdog shuts the socket down at
+    ``total_timeout`` even while the status line or headers are still dripping (an
+    injected ``session`` gets the deadline checks between body reads only). A body over
+    ``max_bytes`` raises ``too_large``; anything else that goes wrong raises
+    :class:`RevocationUnavailable`. No redirects.
+    """
+    deadline = time.monotonic() + total_timeout
+    watchdog = _Watchdog()
+    own = session is None
+    http = session or _watched_session(watchdog)
+    timer = threading.Timer(total_timeout, watchdog.expire)
+    timer.daemon = True
+    timer.start()
+    try:
+        with http.post(
+            url,
+            data=data,
+            headers=dict(headers),
+            timeout=(timeout, timeout),
+            stream=True,
+            allow_redirects=False,
+        ) as response:
+            if response.status_code != 200:
+                raise RevocationUnavailable(f"{what} answered HTTP {response.status_code}")
+            declared = response.headers.get("Content-Length")
+            if declared and declared.isdigit() and int(declared) > max_bytes:
+                raise too_large(f"{what}: response exceeds the size limit")
+            body = bytearray()
+            while True:
+                chunk = response.raw.read1(8192, decode_content=True)
+                if not chunk:
+                    break
+                body += chunk
+                if len(body) > max_bytes:
+                    raise too_large(f"{what}: response exceeds the size limit")
+                if time.monotonic() > deadline:
+                    raise RevocationUnavailable(f"{what} took too long")
+            if watchdog.expired:
+                # A shut-down socket reads as end of file: the body may be cut short.
+                raise RevocationUnavailable(f"{what} took too long")
+            return bytes(body)
+    except MoicaAuthError:
+        if watchdog.expired:
+            raise RevocationUnavailable(f"{what} took too long") from None
+        raise
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        if watchdog.expired:
+            raise RevocationUnavailable(f"{what} took too long") from exc
+        raise RevocationUnavailable(f"{what} unreachable ({type(exc).__name__})") from exc
+    finally:
+        timer.cancel()
+        if own:
+            http.close()
 
 
 class HttpCrlFetcher:

@@ -59,6 +59,7 @@ from moica_auth.exceptions import (
     OcspInvalid,
     RevocationUnavailable,
 )
+from moica_auth.revocation.http_fetch import post_bounded
 from moica_auth.revocation.types import CertStatus, SourceName
 from moica_auth.stores import KeyValueStore
 
@@ -495,42 +496,23 @@ class OcspSource:
     def _post(self, url: str, der: bytes) -> bytes:
         """POST the request (RFC 6960 App. A.1) and read at most ``max_response_bytes``.
 
-        ``timeout`` bounds the connect and each read; a body trickled slower than that in
-        total (2 × ``timeout``) is cut off too, so a lock holder never outlives its lock.
+        ``timeout`` bounds the connect and each read; the whole exchange, slow headers
+        included, is cut off at 2 × ``timeout`` (:func:`post_bounded`), so a lock holder
+        never outlives its lock.
         """
-        session = self._session or requests
-        deadline = time.monotonic() + 2 * self.timeout
-        try:
-            with session.post(
-                url,
-                data=der,
-                headers={
-                    "Content-Type": "application/ocsp-request",
-                    "Accept": "application/ocsp-response",
-                },
-                timeout=(self.timeout, self.timeout),
-                stream=True,
-                allow_redirects=False,
-            ) as resp:
-                if resp.status_code != 200:
-                    raise RevocationUnavailable(f"OCSP responder answered HTTP {resp.status_code}")
-                declared = resp.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
-                    raise OcspInvalid("OCSP response exceeds the size limit")
-                body = bytearray()
-                for chunk in resp.iter_content(chunk_size=8192):
-                    body += chunk
-                    if len(body) > self.max_response_bytes:
-                        raise OcspInvalid("OCSP response exceeds the size limit")
-                    if time.monotonic() > deadline:
-                        raise RevocationUnavailable("OCSP response took too long")
-                return bytes(body)
-        except requests.Timeout as exc:
-            raise RevocationUnavailable("OCSP responder timed out") from exc
-        except requests.RequestException as exc:
-            raise RevocationUnavailable(
-                f"OCSP responder unreachable ({type(exc).__name__})"
-            ) from exc
+        return post_bounded(
+            url,
+            data=der,
+            headers={
+                "Content-Type": "application/ocsp-request",
+                "Accept": "application/ocsp-response",
+            },
+            timeout=self.timeout,
+            total_timeout=2 * self.timeout,
+            max_bytes=self.max_response_bytes,
+            too_large=OcspInvalid,
+            session=self._session,
+        )
 
     # --- cache and single flight ----------------------------------------------------
 

@@ -17,17 +17,16 @@ The effective trust store is the settings anchors plus the enabled database anch
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
-from moica_auth.certificate import load_certificates
+from moica_auth._x509 import load_certificate_setting
 from moica_auth.challenge import ChallengeService
 from moica_auth.conf import app_settings
 from moica_auth.exceptions import ConfigurationError
@@ -76,32 +75,6 @@ class Services:
 _lock = threading.Lock()
 _services: Services | None = None
 _anchor_state: tuple[tuple[str, bool], ...] | None = None
-
-
-def load_certificate_setting(
-    values: Iterable[str | bytes | x509.Certificate],
-) -> list[x509.Certificate]:
-    """Certificates from a setting: file paths, PEM text, DER bytes or objects."""
-    out: list[x509.Certificate] = []
-    for value in values:
-        if isinstance(value, x509.Certificate):
-            out.append(value)
-        elif isinstance(value, bytes):
-            out.extend(load_certificates(value))
-        elif isinstance(value, str | Path):
-            text = str(value)
-            if "-----BEGIN" in text:
-                out.extend(load_certificates(text))
-            else:
-                try:
-                    out.extend(load_certificates(Path(text).read_bytes()))
-                except OSError as exc:
-                    raise ConfigurationError(f"cannot read certificate file {text}") from exc
-        else:
-            raise ConfigurationError(
-                f"unsupported certificate setting value of type {type(value).__name__}"
-            )
-    return out
 
 
 def database_anchors() -> tuple[list[x509.Certificate], list[x509.Certificate]]:

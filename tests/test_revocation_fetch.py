@@ -84,7 +84,8 @@ def test_post_bounded_cuts_off_dripping_headers(dripping: DrippingServer) -> Non
 
 
 def test_ocsp_source_is_bounded_against_dripping_headers(
-    dripping: DrippingServer, pki: TestPKI
+    dripping: DrippingServer,
+    pki: TestPKI,  # noqa: F811 - the fixture
 ) -> None:
     source = OcspSource(timeout=0.5, responder_url=dripping.url)
     started = time.monotonic()

@@ -37,15 +37,14 @@ Deliberate refusals (fail closed, each raises :class:`~moica_auth.exceptions.Crl
 
 from __future__ import annotations
 
+from moica_auth._x509 import declared_key_ids, key_id
 from moica_auth.revocation.crl_index import (
     COMPLETE_SCOPE,
     ParsedCrl,
     RevokedEntry,
     certificate_crl_urls,
     certificate_scope_names,
-    declared_key_ids,
     decode_entry,
-    key_id,
     scope_covers,
     scope_key,
 )

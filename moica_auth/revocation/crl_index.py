@@ -8,7 +8,6 @@ reads them; this module imports none of those.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,6 +19,17 @@ from moica_auth.exceptions import (
     CrlInvalid,
 )
 from moica_auth.revocation.crl_der import _NO_REASON, _REASONS, _entry_extensions
+
+__all__ = [
+    "COMPLETE_SCOPE",
+    "ParsedCrl",
+    "RevokedEntry",
+    "certificate_crl_urls",
+    "certificate_scope_names",
+    "decode_entry",
+    "scope_covers",
+    "scope_key",
+]
 
 COMPLETE_SCOPE = ""
 
@@ -65,25 +75,6 @@ def decode_entry(packed: bytes) -> RevokedEntry:
 
 
 # --- keys and names -------------------------------------------------------------------
-
-
-def key_id(certificate: x509.Certificate) -> str:
-    """The issuer key id used to key the index: SHA-1 of subjectPublicKey, upper hex.
-
-    RFC 5280 §4.2.1.2 method (1). Computed from the key itself, never read from the
-    SKI extension, so two CAs with the same DN (MOICA G2 and G3) never share an index.
-    """
-    return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest.hex().upper()
-
-
-def declared_key_ids(certificate: x509.Certificate) -> set[bytes]:
-    """Every key id ``certificate`` answers to: the SHA-1 of its key (RFC 5280 §4.2.1.2
-    method (1)) and the value of its SKI extension, when it has one."""
-    ids = {x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest}
-    with contextlib.suppress(x509.ExtensionNotFound):
-        ski = certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
-        ids.add(ski.value.digest)
-    return ids
 
 
 def _general_name_key(name: x509.GeneralName) -> str:

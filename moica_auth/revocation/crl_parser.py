@@ -9,21 +9,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import cast
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import (
-    dsa,
-    ec,
-    ed448,
-    ed25519,
-    padding,
-    rsa,
-)
 from cryptography.x509.oid import ExtensionOID
 
+from moica_auth._x509 import declared_key_ids, key_id, verify_with_key
 from moica_auth.exceptions import (
     CrlInvalid,
 )
@@ -31,8 +23,6 @@ from moica_auth.revocation.crl_der import _index_entries, _layout
 from moica_auth.revocation.crl_index import (
     ParsedCrl,
     _dp_names,
-    declared_key_ids,
-    key_id,
     scope_key,
 )
 
@@ -99,31 +89,14 @@ def _verify(public_key: object, crl: x509.CertificateRevocationList, tbs: memory
     costs as much as the whole index walk on a 20 MB CRL); we already hold the exact
     bytes that were signed, so verify those.
     """
-    # cryptography accepts any bytes-like object (documented "bytes-like"); the RSA stub
-    # says bytes. A view avoids copying ~20 MB.
-    data = cast(bytes, tbs)
-    signature = crl.signature
     params, algorithm = _signature_algorithm(crl)
-    try:
-        if isinstance(public_key, rsa.RSAPublicKey):
-            if not isinstance(params, padding.PSS | padding.PKCS1v15) or algorithm is None:
-                return False
-            public_key.verify(signature, data, params, algorithm)
-        elif isinstance(public_key, ec.EllipticCurvePublicKey):
-            if not isinstance(params, ec.ECDSA):
-                return False
-            public_key.verify(signature, data, params)
-        elif isinstance(public_key, dsa.DSAPublicKey):
-            if not isinstance(algorithm, hashes.HashAlgorithm):
-                return False
-            public_key.verify(signature, data, algorithm)
-        elif isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            public_key.verify(signature, data)
-        else:
-            return False
-    except (InvalidSignature, ValueError, TypeError):
-        return False
-    return True
+    return verify_with_key(
+        public_key,
+        crl.signature,
+        tbs,
+        params=params,
+        hash_algorithm=algorithm if isinstance(algorithm, hashes.HashAlgorithm) else None,
+    )
 
 
 def _may_sign_crls(certificate: x509.Certificate) -> bool:

@@ -8,11 +8,12 @@ from typing import Literal, Protocol
 
 from cryptography import x509
 
+from moica_auth._x509 import key_id
 from moica_auth.exceptions import (
     RevocationStale,
     RevocationUnavailable,
 )
-from moica_auth.revocation.crl_index import RevokedEntry, decode_entry, key_id, scope_covers
+from moica_auth.revocation.crl_index import RevokedEntry, decode_entry, scope_covers
 from moica_auth.revocation.store import CrlInfo, RevocationIndexStore
 from moica_auth.revocation.types import CertStatus, SourceName
 

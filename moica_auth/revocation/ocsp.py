@@ -52,6 +52,7 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
+from moica_auth._x509 import verify_with_key
 from moica_auth.certificate import EXTENSION_ERRORS
 from moica_auth.exceptions import (
     ConfigurationError,
@@ -138,24 +139,27 @@ def _verify_signature(public_key: CertificatePublicKeyTypes, response: ocsp.OCSP
     except UnsupportedAlgorithm as exc:
         raise OcspInvalid("unsupported OCSP signature algorithm") from exc
     data, signature = response.tbs_response_bytes, response.signature
-    if isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        public_key.verify(signature, data)
-        return
-    if hash_algorithm is None or hash_algorithm.name not in _ALLOWED_SIGNATURE_HASHES:
+    eddsa = isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
+    if not eddsa and (
+        hash_algorithm is None or hash_algorithm.name not in _ALLOWED_SIGNATURE_HASHES
+    ):
         name = hash_algorithm.name if hash_algorithm else "none"
         raise OcspInvalid(f"OCSP response signed with a weak or missing hash ({name})")
-    if isinstance(public_key, rsa.RSAPublicKey):
-        if response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:
-            pad: padding.AsymmetricPadding = padding.PSS(
-                mgf=padding.MGF1(hash_algorithm), salt_length=padding.PSS.AUTO
-            )
-        else:
-            pad = padding.PKCS1v15()
-        public_key.verify(signature, data, pad, hash_algorithm)
-    elif isinstance(public_key, ec.EllipticCurvePublicKey):
-        public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
-    else:
+    if not eddsa and not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise OcspInvalid("unsupported OCSP signer key type")
+    params: object = None
+    if isinstance(public_key, rsa.RSAPublicKey) and hash_algorithm is not None:
+        params = (
+            padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=padding.PSS.AUTO)
+            if response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS
+            else padding.PKCS1v15()
+        )
+    elif isinstance(public_key, ec.EllipticCurvePublicKey) and hash_algorithm is not None:
+        params = ec.ECDSA(hash_algorithm)
+    if not verify_with_key(
+        public_key, signature, data, params=params, hash_algorithm=hash_algorithm
+    ):
+        raise InvalidSignature("the OCSP response signature does not verify")
 
 
 def _refuse_unknown_critical_extensions(body: bytes) -> None:

@@ -260,6 +260,9 @@ def crl_refresher(
         skew=timedelta(seconds=settings.skew_seconds),
         login_deadline=settings.login_fetch_deadline,
         signer_candidates=crl_signers,
+        # The deployment's clock (MOICA_AUTH_CLOCK), as for logins: freshness and the
+        # status of a candidate CRL signer are judged at the same time as a login would.
+        clock=app_settings.now,
     )
     with _lock_indexes:
         if _background is not None:

@@ -7,7 +7,8 @@ cRLSign is a *candidate CRL issuer*, never a path link. Before a CRL it signed i
 the candidate is itself
 
 1. path-validated (:func:`~moica_auth.validation.chain.validate_chain`, the deployment's
-   :class:`~moica_auth.validation.chain.ValidationPolicy`) to the anchors of the same
+   :class:`~moica_auth.validation.chain.ValidationPolicy` with the ``generic`` profile:
+   RFC 5280 only) to the anchors of the same
    :class:`~moica_auth.validation.trust.TrustStore`, and
 2. revocation-checked with the same :class:`~moica_auth.revocation.policy.RevocationChecker`
    (its leaf rule, normally ``REQUIRED``).
@@ -19,6 +20,7 @@ it signed itself is refused (a cycle proves nothing).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -79,7 +81,9 @@ class CrlSignerCandidates:
     ) -> None:
         self.candidates = tuple(candidates)
         self.trust = trust
-        self.policy = policy
+        # RFC 5280 path validation only: a CRL signer is no citizen certificate, so the
+        # moica profile's leaf checks (policy OID, signing key usage) do not apply.
+        self.policy = dataclasses.replace(policy, profile="generic")
         # Set once the checker that uses these signers exists (it checks them in turn).
         self.checker: _ChainChecker | None = None
         self._busy: set[str] = set()

@@ -88,8 +88,10 @@ class RevocationPolicy:
     :param soft_fail: when no source answers, let the login through with status
         ``"unknown"`` instead of refusing it. Off by default; turning it on is logged as a
         WARNING here and on every login it lets through.
-    :param timeout: the network timeout, in seconds, that sources built for this policy use
-        (``OcspSource(timeout=policy.timeout)``, the CRL fetcher likewise).
+    :param timeout: the OCSP request timeout, in seconds, that :mod:`moica_auth.services`
+        builds the OCSP source with (``OcspSource(timeout=policy.timeout)``). CRL
+        downloads have their own settings: ``login_fetch_deadline`` on the login path,
+        ``connect_timeout`` / ``read_timeout`` / ``total_timeout`` for the refresher.
     :param crl_grace: how long past its nextUpdate a CRL may still be used (RFC 5280 §5.1.2.5
         leaves this to the relying party); applied by the CRL source built for this policy.
     :param leaf: the :class:`RevocationRule` for the end-entity certificate.

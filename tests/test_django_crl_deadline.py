@@ -155,7 +155,11 @@ def test_eight_logins_against_a_dripping_crl_server_are_answered_within_the_dead
     assert len(results) == 8, results
     assert all(status == 503 for status, _, _ in results), results
     assert {code for _, code, _ in results} <= {"revocation_unavailable"}, results
-    assert max(took for _, _, took in results) < DEADLINE + SLACK, results
+    took = sorted(t for _, _, t in results)
+    # Seven did not queue behind the download: answered at once from the empty index.
+    assert took[-2] < DEADLINE / 2, took
+    # The one that downloaded was cut off at the deadline.
+    assert DEADLINE * 0.9 <= took[-1] < DEADLINE + SLACK, took
     # One download was tried (fleet-wide lock), and it was cut off by the deadline.
     hit = [r for r in dripping.httpd.routes.values() if r.hits]
     assert sum(r.hits for r in hit) == 1

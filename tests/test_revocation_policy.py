@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -615,3 +616,14 @@ def test_crl_index_knows_an_issuer_only_with_a_covering_crl(
     assert source.knows_issuer(certificate=ca, issuer=root.certificate, at=NOW)
     # The index holds nothing from the CA's own key about the citizen certificate.
     assert not source.knows_issuer(certificate=card_g3.signing.certificate, issuer=ca, at=NOW)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", ["MOICA-G2", "MOICA-G3"])
+def test_real_moica_cas_are_checked_under_every_rule_but_never(
+    shared_data: Path, name: str
+) -> None:
+    # The real MOICA CA certificates declare GRCA's CRL: even IF_DECLARED checks them,
+    # so the default IF_AVAILABLE stays strict for real chains.
+    cert = x509.load_pem_x509_certificate((shared_data / "anchors" / f"{name}.pem").read_bytes())
+    assert declares_status(cert)

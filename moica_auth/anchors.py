@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 from django.utils.translation import gettext as _
 
+from moica_auth._x509 import is_ca
 from moica_auth.certificate import load_certificates
 from moica_auth.conf import app_settings
 from moica_auth.exceptions import ConfigurationError, MoicaAuthError
@@ -38,19 +39,11 @@ _MAX_DOWNLOAD = 1024 * 1024
 AnchorRefused = ConfigurationError
 
 
-def _is_ca(cert: x509.Certificate) -> bool:
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-    except x509.ExtensionNotFound:
-        return False
-    return bool(bc.ca)
-
-
 def check_anchor(cert: x509.Certificate, *, at: datetime | None = None) -> None:
     """Raise :class:`AnchorRefused` unless ``cert`` is a CA valid at ``at``."""
     when = at or app_settings.now()
     subject = cert.subject.rfc4514_string()
-    if not _is_ca(cert):
+    if not is_ca(cert):
         raise AnchorRefused(
             _("%(subject)s is not a CA certificate (basicConstraints cA is not true).")
             % {"subject": subject}

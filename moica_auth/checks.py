@@ -7,6 +7,9 @@ IDs (``moica_auth.E00x`` errors, ``moica_auth.W00x`` warnings):
 * E003 no trust anchor in settings nor in the database; E004 an anchor cannot be read;
   W004 no anchor in settings and the database is not migrated yet (``migrate`` must run);
 * W001 revocation checking off; W002 revocation ``soft_fail``;
+* E009 ``MOICA_AUTH_REVOCATION`` is not a dict or has an unknown key (named); E010 a key
+  of the wrong type or out of range (named); E011 an invalid ``order`` / ``leaf`` /
+  ``intermediates``;
 * E005 ``MOICA_AUTH_REDIS_URL`` set but Redis unreachable;
 * E006 ``MoicaMiddleware`` before ``SessionMiddleware``/``AuthenticationMiddleware``
   or without them;
@@ -27,7 +30,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from moica_auth.conf import app_settings
-from moica_auth.exceptions import MoicaAuthError
+from moica_auth.exceptions import ConfigurationError, MoicaAuthError
 
 __all__ = ["check_settings"]
 
@@ -126,7 +129,18 @@ def _anchor_table_exists() -> bool:
 
 
 def _check_revocation() -> list[CheckMessage]:
-    options = app_settings.REVOCATION
+    try:
+        options = app_settings.REVOCATION
+    except ConfigurationError as exc:
+        key = str(exc.data.get("key", ""))
+        unknown = "unknown key" in exc.detail or key == "MOICA_AUTH_REVOCATION"
+        return [
+            Error(
+                f"{exc.detail}.",
+                hint="See docs/revocation.md for the MOICA_AUTH_REVOCATION keys and types.",
+                id="moica_auth.E009" if unknown else "moica_auth.E010",
+            )
+        ]
     if options is None:
         return [
             Warning(
@@ -135,7 +149,25 @@ def _check_revocation() -> list[CheckMessage]:
                 id="moica_auth.W001",
             )
         ]
-    if options.get("soft_fail"):
+    if options.checker is None:
+        from moica_auth.revocation.policy import RevocationPolicy
+
+        try:
+            RevocationPolicy(
+                order=options.order,
+                timeout=options.timeout,
+                leaf=options.leaf,  # type: ignore[arg-type]
+                intermediates=options.intermediates,  # type: ignore[arg-type]
+            )
+        except ConfigurationError as exc:
+            return [
+                Error(
+                    f"MOICA_AUTH_REVOCATION: {exc.detail}.",
+                    hint="See docs/revocation.md (order, leaf, intermediates).",
+                    id="moica_auth.E011",
+                )
+            ]
+    if options.soft_fail:
         return [
             Warning(
                 "Revocation soft_fail is on: a login is accepted when no status can be obtained.",

@@ -30,7 +30,9 @@ from moica_auth.exceptions import MoicaAuthError, RevocationUnavailable
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from moica_auth.validation.chain import ValidatedChain
+    from moica_auth.revocation.types import RevocationResult
+    from moica_auth.validation.chain import ValidatedChain, ValidationPolicy
+    from moica_auth.validation.trust import TrustStore
     from moica_auth.verifier import LoginVerifier, RevocationChecker
 
 EXIT_OK = 0
@@ -109,6 +111,7 @@ def _check_oids(oids: Sequence[str]) -> frozenset[str]:
 
 
 def _build_verifier(args: argparse.Namespace, at: datetime | None) -> LoginVerifier:
+    from moica_auth.revocation.signers import split_crl_signers
     from moica_auth.validation.chain import ValidationPolicy
     from moica_auth.validation.trust import TrustStore
     from moica_auth.verifier import LoginVerifier, VerifierConfig
@@ -116,24 +119,32 @@ def _build_verifier(args: argparse.Namespace, at: datetime | None) -> LoginVerif
     anchors = _load_cert_files(args.anchor, "--anchor")
     if not anchors:
         raise UsageError("give at least one --anchor (a trust anchor certificate file)")
-    intermediates = _load_cert_files(args.intermediate, "--intermediate")
     try:
+        # A non-CA --intermediate with cRLSign is a candidate CRL signer, never a link.
+        intermediates, crl_signers = split_crl_signers(
+            _load_cert_files(args.intermediate, "--intermediate")
+        )
         trust = TrustStore.from_certificates(anchors, intermediates)
     except MoicaAuthError as exc:
         raise UsageError(f"--anchor/--intermediate: {exc.detail or exc.code}") from exc
     policy_kwargs: dict[str, Any] = {"profile": args.profile}
     if args.policy:
         policy_kwargs["allowed_policy_oids"] = _check_oids(args.policy)
+    validation = ValidationPolicy(**policy_kwargs)
     config = VerifierConfig(
         trust=trust,
-        policy=ValidationPolicy(**policy_kwargs),
-        revocation=_build_revocation(args, trust, at),
+        policy=validation,
+        revocation=_build_revocation(args, trust, at, crl_signers, validation),
     )
     return LoginVerifier(config)
 
 
 def _build_revocation(
-    args: argparse.Namespace, trust: Any, at: datetime | None
+    args: argparse.Namespace,
+    trust: TrustStore,
+    at: datetime | None,
+    crl_signers: Sequence[x509.Certificate],
+    validation: ValidationPolicy,
 ) -> RevocationChecker | None:
     if args.no_revocation:
         if args.crl or args.ocsp:
@@ -151,13 +162,22 @@ def _build_revocation(
         except MoicaAuthError as exc:
             raise UsageError(f"--crl {path}: {exc.detail or exc.code}") from exc
         crl_ders.append(data)
-    return cli_support.build_checker(crl_ders=crl_ders, use_ocsp=args.ocsp, trust=trust, at=at)
+    return cli_support.build_checker(
+        crl_ders=crl_ders,
+        use_ocsp=args.ocsp,
+        trust=trust,
+        at=at,
+        crl_signers=crl_signers,
+        validation=validation,
+    )
 
 
 class _Unestablished:
     """Revocation was neither configured nor waived: fail closed with a reason."""
 
-    def check(self, chain: ValidatedChain, *, at: datetime | None = None) -> Any:
+    soft_fail = False
+
+    def check(self, chain: ValidatedChain, *, at: datetime | None = None) -> NoReturn:
         raise RevocationUnavailable(
             "no revocation source: pass --crl FILE and/or --ocsp, or waive the check "
             "with --no-revocation"
@@ -179,14 +199,14 @@ def _profile(certificate: x509.Certificate | None) -> dict[str, Any] | None:
         return None
 
 
-def _revocation_json(result: Any) -> dict[str, Any] | None:
+def _revocation_json(result: RevocationResult | None) -> dict[str, Any] | None:
     if result is None:
         return None
     return {
-        "status": getattr(result, "status", None),
-        "source": getattr(result, "source", None),
-        "this_update": _jsonable(getattr(result, "this_update", None)),
-        "next_update": _jsonable(getattr(result, "next_update", None)),
+        "status": result.status,
+        "source": result.source,
+        "this_update": _jsonable(result.this_update),
+        "next_update": _jsonable(result.next_update),
     }
 
 
@@ -194,7 +214,7 @@ def _result(
     *,
     error: MoicaAuthError | None = None,
     certificate: x509.Certificate | None = None,
-    revocation: Any = None,
+    revocation: RevocationResult | None = None,
     revocation_checked: bool = True,
 ) -> dict[str, Any]:
     """The last line of ``verify``/``check``: see docs/cli.md "Output and exit codes"."""
@@ -324,7 +344,10 @@ def _add_validation_flags(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="PEM",
-        help="intermediate CA certificate file (repeatable)",
+        help=(
+            "intermediate CA certificate file, or a separate CRL signer's certificate "
+            "(keyUsage cRLSign; validated to the anchors before its CRL is used) (repeatable)"
+        ),
     )
     parser.add_argument("--at", metavar="ISO8601", help="validation time (default: now)")
     parser.add_argument(

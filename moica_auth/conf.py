@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from moica_auth.exceptions import ConfigurationError
+from moica_auth.revocation.settings import RevocationSettings, parse_revocation_settings
 
 __all__ = [
     "CONFIRMATION_KEYS",
@@ -54,12 +55,9 @@ def _names(value: Any) -> list[str]:
     return [str(item) for item in value]
 
 
-#: Defaults of ``MOICA_AUTH_REVOCATION``: revocation is ON and fails closed.
-DEFAULT_REVOCATION: dict[str, Any] = {
-    "order": ["ocsp", "crl"],
-    "soft_fail": False,
-    "timeout": 5.0,
-}
+#: Defaults of ``MOICA_AUTH_REVOCATION``: revocation is ON and fails closed. Every key
+#: and its default: :class:`moica_auth.revocation.settings.RevocationSettings`.
+DEFAULT_REVOCATION: dict[str, Any] = {}
 
 #: Defaults of ``MOICA_AUTH_RATE_LIMIT``: like the card itself (3 wrong PINs lock it),
 #: 3 failed logins with one certificate lock that certificate for 15 minutes, and one
@@ -195,19 +193,18 @@ class AppSettings:
         return hmac.new(_HASH_KEY_SALT, secret, hashlib.sha256).digest()
 
     @property
-    def REVOCATION(self) -> dict[str, Any] | None:
-        """Revocation options, or ``None`` when turned off (``None``/``"off"``/``False``).
+    def REVOCATION(self) -> RevocationSettings | None:
+        """The parsed :class:`~moica_auth.revocation.settings.RevocationSettings`, or
+        ``None`` when turned off (``None``/``"off"``/``False``).
 
-        Keys: ``order`` (``["ocsp", "crl"]``), ``soft_fail`` (False), ``timeout`` (5 s),
-        plus anything :class:`moica_auth.revocation.policy.RevocationPolicy` accepts.
-        ``"checker"``: dotted path to a callable returning a ready checker (tests, custom).
+        The only place ``MOICA_AUTH_REVOCATION`` is read. An unknown key, a wrong type or
+        an out-of-range value raises ``ConfigurationError`` naming the key (system checks
+        ``moica_auth.E009``–``E012``).
         """
         value = _get("REVOCATION", DEFAULT_REVOCATION)
         if value is None or value is False or value == "off":
             return None
-        merged = dict(DEFAULT_REVOCATION)
-        merged.update(dict(value))
-        return merged
+        return parse_revocation_settings(value)
 
     @property
     def VERIFIERS(self) -> tuple[str, ...]:

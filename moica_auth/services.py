@@ -17,23 +17,33 @@ The effective trust store is the settings anchors plus the enabled database anch
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from pathlib import Path
-from typing import Any
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from django.db import DatabaseError
 from django.utils.module_loading import import_string
 
-from moica_auth.certificate import load_certificates
+from moica_auth._x509 import load_certificate_setting
 from moica_auth.challenge import ChallengeService
 from moica_auth.conf import app_settings
 from moica_auth.exceptions import ConfigurationError
 from moica_auth.ratelimit import RateLimiter
+from moica_auth.revocation.refresh import BackgroundRefresher, CrlRefresher
+from moica_auth.revocation.settings import RevocationSettings
+from moica_auth.revocation.signers import CrlSignerCandidates, split_crl_signers
+from moica_auth.revocation.store import RevocationIndexStore
+from moica_auth.revocation.types import RevocationSource
 from moica_auth.stores import KeyValueStore, store_from_url
+from moica_auth.validation.chain import ValidationPolicy
 from moica_auth.validation.trust import TrustStore
+from moica_auth.verifier import LoginVerifier, VerifierConfig
+from moica_auth.verifier import RevocationChecker as VerifierRevocationChecker
+
+if TYPE_CHECKING:
+    from moica_auth.revocation.policy import RevocationChecker
 
 __all__ = [
     "Services",
@@ -51,43 +61,20 @@ class Services:
 
     store: KeyValueStore
     challenges: ChallengeService
-    verifier: Any  # moica_auth.verifier.LoginVerifier
+    verifier: LoginVerifier
     trust: TrustStore
-    revocation: Any  # a RevocationChecker-like object with .check(chain, at=...), or None
+    revocation: VerifierRevocationChecker | None
     limiter: RateLimiter
     personal_verifiers: tuple[Any, ...]
     clock: Callable[[], datetime]
+    #: The one CRL refresher of this process (``None`` without ``"crl"`` in the order):
+    #: its index is the one the login path's CRL source reads.
+    crl_refresher: CrlRefresher | None = None
 
 
 _lock = threading.Lock()
 _services: Services | None = None
 _anchor_state: tuple[tuple[str, bool], ...] | None = None
-
-
-def load_certificate_setting(
-    values: Iterable[str | bytes | x509.Certificate],
-) -> list[x509.Certificate]:
-    """Certificates from a setting: file paths, PEM text, DER bytes or objects."""
-    out: list[x509.Certificate] = []
-    for value in values:
-        if isinstance(value, x509.Certificate):
-            out.append(value)
-        elif isinstance(value, bytes):
-            out.extend(load_certificates(value))
-        elif isinstance(value, str | Path):
-            text = str(value)
-            if "-----BEGIN" in text:
-                out.extend(load_certificates(text))
-            else:
-                try:
-                    out.extend(load_certificates(Path(text).read_bytes()))
-                except OSError as exc:
-                    raise ConfigurationError(f"cannot read certificate file {text}") from exc
-        else:
-            raise ConfigurationError(
-                f"unsupported certificate setting value of type {type(value).__name__}"
-            )
-    return out
 
 
 def database_anchors() -> tuple[list[x509.Certificate], list[x509.Certificate]]:
@@ -109,8 +96,17 @@ def database_anchors() -> tuple[list[x509.Certificate], list[x509.Certificate]]:
 
 def trust_store() -> TrustStore:
     """Settings anchors + enabled DB anchors; ``ConfigurationError`` when there are none."""
+    return _trust_and_crl_signers()[0]
+
+
+def _trust_and_crl_signers() -> tuple[TrustStore, list[x509.Certificate]]:
+    """The trust store, and the candidate CRL signers among ``MOICA_AUTH_INTERMEDIATES``
+    (not CAs, keyUsage cRLSign: never path links, see
+    :mod:`moica_auth.revocation.signers`)."""
     anchors = load_certificate_setting(app_settings.TRUST_ANCHORS)
-    intermediates = load_certificate_setting(app_settings.INTERMEDIATES)
+    intermediates, crl_signers = split_crl_signers(
+        load_certificate_setting(app_settings.INTERMEDIATES)
+    )
     db_roots, db_others = database_anchors()
     anchors += db_roots
     intermediates += db_others
@@ -119,86 +115,182 @@ def trust_store() -> TrustStore:
             "no trust anchors: set MOICA_AUTH_TRUST_ANCHORS or run "
             "`manage.py moica_trust add-official`"
         )
-    return TrustStore.from_certificates(anchors, intermediates)
+    return TrustStore.from_certificates(anchors, intermediates), crl_signers
 
 
-def _build_revocation(store: KeyValueStore, trust: TrustStore) -> Any:
-    options = app_settings.REVOCATION
-    if options is None:
-        return None
-    options = dict(options)
-    factory = options.pop("checker", None)
-    if factory is not None:
+def _build_revocation(
+    store: KeyValueStore, trust: TrustStore, crl_signers: CrlSignerCandidates | None
+) -> tuple[VerifierRevocationChecker | None, CrlRefresher | None]:
+    """(checker, CRL refresher) from :attr:`app_settings.REVOCATION` (``(None, None)``
+    when revocation is off). A ``checker`` factory is called as
+    ``factory(store=, trust=, settings=)`` and gets no refresher."""
+    settings = app_settings.REVOCATION
+    if settings is None:
+        return None, None
+    if settings.checker is not None:
+        factory = settings.checker
         if isinstance(factory, str):
             factory = import_string(factory)
-        return factory(store=store, trust=trust, options=options)
-    return default_revocation_checker(store=store, trust=trust, options=options)
+        return factory(store=store, trust=trust, settings=settings), None
+    return default_revocation_checker(
+        store=store, trust=trust, settings=settings, crl_signers=crl_signers
+    )
 
 
 def default_revocation_checker(
-    *, store: KeyValueStore, trust: TrustStore, options: dict[str, Any]
-) -> Any:
-    """A :class:`~moica_auth.revocation.policy.RevocationChecker` from settings options.
-
-    ``order``, ``soft_fail``, ``timeout``, ``crl_grace`` (seconds), ``check_intermediates``
-    feed the policy; ``ocsp_url`` (one responder for all), ``ocsp_urls`` (AIA rewrites)
-    and ``ocsp_nonce_optout`` configure the OCSP source (RFC 6960); the CRL source reads
-    the revocation index kept fresh by ``moica-auth crl refresh`` (RFC 5280 §6.3).
-    """
-    from datetime import timedelta
-
+    *,
+    store: KeyValueStore,
+    trust: TrustStore,
+    settings: RevocationSettings,
+    crl_signers: CrlSignerCandidates | None = None,
+) -> tuple[RevocationChecker, CrlRefresher | None]:
+    """The :class:`~moica_auth.revocation.policy.RevocationChecker` and, when ``"crl"``
+    is in the order, the :class:`~moica_auth.revocation.refresh.CrlRefresher` whose index
+    its CRL source reads (one object: the ``moica_revocation`` command, the background
+    thread and the login path share it through :attr:`Services.crl_refresher`)."""
+    from moica_auth.revocation.crl import CrlSource
     from moica_auth.revocation.ocsp import OcspSource
-    from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy
-
-    order = tuple(options.get("order", ("ocsp", "crl")))
-    policy = RevocationPolicy(
-        order=order,
-        soft_fail=bool(options.get("soft_fail", False)),
-        timeout=float(options.get("timeout", 5.0)),
-        crl_grace=timedelta(seconds=float(options.get("crl_grace", 0))),
-        check_intermediates=bool(options.get("check_intermediates", True)),
+    from moica_auth.revocation.policy import (
+        RevocationChecker,
+        RevocationPolicy,
     )
-    sources: dict[str, Any] = {}
-    if "ocsp" in order:
+
+    policy = RevocationPolicy(
+        order=settings.order,
+        soft_fail=settings.soft_fail,
+        timeout=settings.timeout,
+        crl_grace=settings.crl_grace_delta,
+        # Strings are checked and converted by RevocationPolicy (ConfigurationError).
+        leaf=settings.leaf,  # type: ignore[arg-type]
+        intermediates=settings.intermediates,  # type: ignore[arg-type]
+    )
+    sources: dict[str, RevocationSource] = {}
+    if "ocsp" in policy.order:
         sources["ocsp"] = OcspSource(
             store=store,
             timeout=policy.timeout,
-            responder_url=options.get("ocsp_url"),
-            responder_urls=options.get("ocsp_urls"),
-            nonce_optout=frozenset(options.get("ocsp_nonce_optout", ())),
+            responder_url=settings.ocsp_url,
+            responder_urls=settings.ocsp_urls,
+            nonce_optout=frozenset(settings.ocsp_nonce_optout),
         )
-    if "crl" in order:
-        sources["crl"] = _crl_source(trust=trust, policy=policy, options=options)
-    return RevocationChecker(policy=policy, sources=sources)
+    refresher: CrlRefresher | None = None
+    if "crl" in policy.order:
+        refresher = crl_refresher(settings=settings, trust=trust, crl_signers=crl_signers)
+        sources["crl"] = CrlSource(
+            store=refresher.store,
+            grace=policy.crl_grace,
+            refresher=refresher,
+            fetch_on_miss=settings.fetch_on_miss,
+        )
+    checker = RevocationChecker(policy=policy, sources=sources)
+    if crl_signers is not None:
+        # A candidate CRL signer's own status is checked like a login's certificate.
+        crl_signers.checker = checker
+    return checker, refresher
 
 
-def _crl_source(*, trust: TrustStore, policy: Any, options: dict[str, Any]) -> Any:
-    """The CRL source of :mod:`moica_auth.revocation.refresh`, sharing its index.
+# One CRL index per process and location: it outlives a rebuild of the services (a trust
+# anchor added in the admin must not empty a process-local index).
+_indexes: dict[tuple[str | None, str], RevocationIndexStore] = {}
+_lock_indexes = threading.Lock()
+_background: BackgroundRefresher | None = None
 
-    Defaults filled from the app settings: the accepted CRL issuers are the trust store's
-    certificates, the index lives in ``MOICA_AUTH_REDIS_URL`` when set, and the grace
-    past nextUpdate is ``crl_grace``.
+
+def _index_store(settings: RevocationSettings) -> RevocationIndexStore:
+    from moica_auth.revocation.store import MemoryIndexStore, RedisIndexStore
+
+    url = settings.redis_url or app_settings.REDIS_URL
+    # A process-local index belongs to one deployment's store prefix, as Redis keys do.
+    key = (url, f"{app_settings.STORE_PREFIX}|{settings.redis_prefix}")
+    with _lock_indexes:
+        if key not in _indexes:
+            _indexes[key] = (
+                RedisIndexStore.from_url(url, prefix=settings.redis_prefix)
+                if url
+                else MemoryIndexStore()
+            )
+        return _indexes[key]
+
+
+def crl_refresher(
+    *,
+    settings: RevocationSettings,
+    trust: TrustStore,
+    crl_signers: CrlSignerCandidates | None = None,
+) -> CrlRefresher:
+    """The CRL refresher the settings describe, over this process's shared index.
+
+    Accepted CRL issuers: ``issuer_certificates``, else the trust store's certificates.
+    Separate CRL signers: ``crl_signer_certificates`` (trusted by configuration) and
+    the candidates (non-CA cRLSign certificates of ``MOICA_AUTH_INTERMEDIATES``), which
+    :class:`~moica_auth.revocation.signers.CrlSignerCandidates` validates and checks
+    before each use.
     """
-    from moica_auth.revocation.refresh import crl_source_from_settings
+    global _background
+    from moica_auth.revocation.crl import HttpCrlFetcher
+    from moica_auth.revocation.refresh import CrlRefresher
 
-    config = dict(options)
-    config.setdefault("issuer_certificates", list(trust.certificates))
-    if app_settings.REDIS_URL:
-        config.setdefault("redis_url", app_settings.REDIS_URL)
-    config.setdefault("grace_seconds", policy.crl_grace.total_seconds())
-    return crl_source_from_settings(config)
+    issuers = (
+        load_certificate_setting(settings.issuer_certificates)
+        if settings.issuer_certificates is not None
+        else list(trust.certificates)
+    )
+    if not issuers:
+        raise ConfigurationError(
+            "MOICA_AUTH_REVOCATION['issuer_certificates'] must list the CA certificates "
+            "(MOICA G2/G3, GRCA G2/G3) whose CRLs are accepted"
+        )
+    refresher = CrlRefresher(
+        fetcher=HttpCrlFetcher(
+            connect_timeout=settings.connect_timeout,
+            read_timeout=settings.read_timeout,
+            total_timeout=settings.total_timeout,
+            max_bytes=settings.max_bytes,
+        ),
+        store=_index_store(settings),
+        issuers=issuers,
+        urls=settings.crl_urls,
+        certificates=issuers if settings.crl_urls_from_issuers else (),
+        crl_signers=load_certificate_setting(settings.crl_signer_certificates),
+        refresh_margin=timedelta(seconds=settings.refresh_margin_seconds),
+        max_age=timedelta(seconds=settings.max_age_seconds),
+        min_interval=timedelta(seconds=settings.min_interval_seconds),
+        retry_interval=timedelta(seconds=settings.retry_interval_seconds),
+        lock_ttl=settings.lock_ttl_seconds,
+        skew=timedelta(seconds=settings.skew_seconds),
+        login_deadline=settings.login_fetch_deadline,
+        signer_candidates=crl_signers,
+        # The deployment's clock (MOICA_AUTH_CLOCK), as for logins: freshness and the
+        # status of a candidate CRL signer are judged at the same time as a login would.
+        clock=app_settings.now,
+    )
+    with _lock_indexes:
+        if _background is not None:
+            _background.stop(timeout=0)
+            _background = None
+        if settings.background_refresh_seconds > 0:
+            _background = refresher.start_background(settings.background_refresh_seconds)
+    return refresher
 
 
-def _build_verifier(trust: TrustStore, revocation: Any) -> Any:
-    from moica_auth.validation.chain import ValidationPolicy
-    from moica_auth.verifier import LoginVerifier, VerifierConfig
-
+def _validation_policy() -> ValidationPolicy:
+    """The chain policy of logins (and of candidate CRL signers)."""
     try:
-        policy = ValidationPolicy(
+        return ValidationPolicy(
             profile=app_settings.VALIDATION_PROFILE,
             allowed_policy_oids=app_settings.POLICY_OIDS,
             min_rsa_bits=app_settings.MIN_RSA_BITS,
         )
+    except (TypeError, ValueError) as exc:
+        # The core validates these values; to a deployment they are settings mistakes.
+        raise ConfigurationError(f"MOICA_AUTH validation settings: {exc}") from exc
+
+
+def _build_verifier(
+    trust: TrustStore, revocation: VerifierRevocationChecker | None
+) -> LoginVerifier:
+    policy = _validation_policy()
+    try:
         config = VerifierConfig(
             trust=trust,
             policy=policy,
@@ -241,8 +333,15 @@ def _build() -> tuple[Services, tuple[tuple[str, bool], ...]]:
     )
     # Read before the trust store: a change in between makes the next call rebuild.
     state = database_anchor_state()
-    trust = trust_store()
-    revocation = _build_revocation(store, trust)
+    trust, signer_certificates = _trust_and_crl_signers()
+    signers = (
+        CrlSignerCandidates(
+            candidates=signer_certificates, trust=trust, policy=_validation_policy()
+        )
+        if signer_certificates
+        else None
+    )
+    revocation, refresher = _build_revocation(store, trust, signers)
     services = Services(
         store=store,
         challenges=challenges,
@@ -252,6 +351,7 @@ def _build() -> tuple[Services, tuple[tuple[str, bool], ...]]:
         limiter=RateLimiter(store=store, limits=app_settings.RATE_LIMIT),
         personal_verifiers=_load_personal_verifiers(app_settings.VERIFIERS),
         clock=clock,
+        crl_refresher=refresher,
     )
     return services, state
 

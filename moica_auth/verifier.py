@@ -22,12 +22,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 from cryptography import x509
 
 from moica_auth.certificate import CitizenCertificate, load_certificate
-from moica_auth.exceptions import CertificateRevoked, CertificateSuspended, RevocationUnavailable
+from moica_auth.exceptions import RevocationUnavailable
+from moica_auth.revocation.types import RevocationResult
 from moica_auth.signature import (
     DEFAULT_ALLOWED_HASHES,
     SUPPORTED_HASHES,
@@ -38,23 +39,31 @@ from moica_auth.signature import (
 from moica_auth.validation.chain import ValidatedChain, ValidationPolicy, validate_chain
 from moica_auth.validation.trust import TrustStore
 
-__all__ = ["LoginVerifier", "RevocationChecker", "VerifiedLogin", "VerifierConfig"]
+__all__ = [
+    "LoginVerifier",
+    "RevocationChecker",
+    "RevocationResult",
+    "VerifiedLogin",
+    "VerifierConfig",
+]
 
 
 @runtime_checkable
 class RevocationChecker(Protocol):
     """Anything that can tell whether a validated chain's leaf is revoked.
 
-    ``check`` returns a result object (``moica_auth.revocation.policy.RevocationResult``)
-    when the status is established as good, and raises a
+    ``check`` returns a :class:`~moica_auth.revocation.types.RevocationResult` when the
+    status is established as good, and raises a
     :class:`~moica_auth.exceptions.RevocationError` subclass otherwise (revoked,
-    suspended, unavailable, stale). It must never return for an unknown status, except
-    when its ``policy.soft_fail`` is ``True``: :class:`LoginVerifier` holds every checker
-    to this (a result whose ``status`` is not ``"good"`` is refused, see
+    suspended, unavailable, stale). It returns status ``"unknown"`` only when its
+    ``soft_fail`` is ``True``: :class:`LoginVerifier` holds every checker to this (see
     :meth:`LoginVerifier._revocation`).
     """
 
-    def check(self, chain: ValidatedChain, *, at: datetime) -> Any: ...
+    @property
+    def soft_fail(self) -> bool: ...
+
+    def check(self, chain: ValidatedChain, *, at: datetime) -> RevocationResult: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +111,7 @@ class VerifiedLogin:
 
     signature: VerifiedSignature
     chain: ValidatedChain
-    revocation: Any | None
+    revocation: RevocationResult | None
 
     @property
     def citizen(self) -> CitizenCertificate:
@@ -173,7 +182,7 @@ class LoginVerifier:
         certificate: bytes | str | x509.Certificate,
         intermediates: Sequence[x509.Certificate] = (),
         at: datetime | None = None,
-    ) -> tuple[ValidatedChain, Any | None]:
+    ) -> tuple[ValidatedChain, RevocationResult | None]:
         """Validate a certificate's path and status without a signature (``check`` CLI)."""
         when = _normalise_time(at)
         chain = validate_chain(
@@ -185,33 +194,30 @@ class LoginVerifier:
         )
         return chain, self._revocation(chain, when)
 
-    def _revocation(self, chain: ValidatedChain, at: datetime) -> Any | None:
+    def _revocation(self, chain: ValidatedChain, at: datetime) -> RevocationResult | None:
         """Run the checker and hold its result to the protocol (fail closed).
 
-        A checker is trusted to *refuse*, never to *accept* by omission: a result whose
-        ``status`` is ``"good"`` passes; ``"unknown"`` passes only when the checker's own
-        ``policy.soft_fail`` is ``True`` (RFC 5280 §6.3 leaves an unanswered check to the
-        relying party, and this deployment opted in); ``"revoked"`` / ``"hold"`` raise
-        :class:`CertificateRevoked` / :class:`CertificateSuspended`; anything else
-        (``None``, another status, a missing ``status``) raises
+        A checker is trusted to *refuse*, never to *accept* by omission: a
+        :class:`RevocationResult` whose ``status`` is ``"good"`` passes; ``"unknown"``
+        passes only when the checker's own ``soft_fail`` is ``True`` (RFC 5280 §6.3
+        leaves an unanswered check to the relying party, and this deployment opted in);
+        anything that is not a ``RevocationResult`` raises
         :class:`RevocationUnavailable`.
         """
         checker = self.config.revocation
         if checker is None:
             return None
         result = checker.check(chain, at=at)
-        status = getattr(result, "status", None)
-        if status == "good":
+        if not isinstance(result, RevocationResult):
+            raise RevocationUnavailable(
+                f"the revocation checker returned {type(result).__name__}, not a RevocationResult"
+            )
+        if result.status == "good":
             return result
-        if (
-            status == "unknown"
-            and getattr(getattr(checker, "policy", None), "soft_fail", None) is True
-        ):
+        try:
+            allowed = checker.soft_fail is True
+        except AttributeError:  # a custom checker that never declared its soft-fail
+            allowed = False
+        if allowed:
             return result
-        if status == "revoked":
-            raise CertificateRevoked("the revocation checker reported the certificate revoked")
-        if status == "hold":
-            raise CertificateSuspended("the revocation checker reported the certificate on hold")
-        raise RevocationUnavailable(
-            f"the revocation checker returned status {status!r} without soft-fail"
-        )
+        raise RevocationUnavailable("the revocation checker returned 'unknown' without soft-fail")

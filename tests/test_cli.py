@@ -440,6 +440,8 @@ def test_usage_bad_at(env: Env, capsys: pytest.CaptureFixture[str], value: str) 
         (["--policy", "not-an-oid", "--no-revocation"], "--policy"),
         (["--signature-type", "PKCS1", "--no-revocation"], "--certificate-file"),
         (["--anchor", "card.pem", "--no-revocation"], "not a CA"),
+        # A citizen certificate is neither a CA nor a CRL signer (no cRLSign).
+        (["--intermediate", "card.pem", "--no-revocation"], "neither a CA nor a CRL signer"),
         (["--anchor", "garbage.pem", "--no-revocation"], "--anchor"),
         (["--profile", "web", "--no-revocation"], "web"),
     ],

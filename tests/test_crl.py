@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ObjectIdentifier
 
 from moica_auth.exceptions import (
+    ConfigurationError,
     CrlInvalid,
     MoicaAuthError,
     RevocationStale,
@@ -25,9 +26,10 @@ from moica_auth.revocation.crl import (
     key_id,
     parse_crl,
 )
-from moica_auth.revocation.refresh import CrlRefresher, refresher_from_settings
+from moica_auth.revocation.refresh import CrlRefresher
 from moica_auth.revocation.store import MemoryIndexStore
 from moica_auth.testing.pki import CitizenCard, TestPKI
+from moica_auth.validation.trust import TrustStore
 from tests.crl_fixtures import DAY, CrlHttpServer, crl_http, der, pki
 
 __all__ = ["crl_http", "pki"]
@@ -576,86 +578,45 @@ def test_fetch_on_miss_downloads_the_certificates_crl(
         )
 
 
-def test_refresher_from_settings(settings, tmp_path, pki: TestPKI) -> None:
+def test_refresher_from_settings(tmp_path, pki: TestPKI) -> None:
+    from moica_auth.revocation.settings import parse_revocation_settings
+    from moica_auth.services import crl_refresher
+
     pem = tmp_path / "cas.pem"
     pem.write_bytes(b"".join(c.cert_pem() for c in (pki.moica_g2, pki.moica_g3, pki.grca_g3)))
-    settings.MOICA_AUTH_REVOCATION = {
-        "crl_urls": ["http://127.0.0.1:9/a.crl"],
-        "issuer_certificates": [str(pem)],
-        "grace_seconds": 60,
-        "max_bytes": 1234,
-    }
-    refresher = refresher_from_settings(settings.MOICA_AUTH_REVOCATION)
+    config = parse_revocation_settings(
+        {
+            "crl_urls": ["http://127.0.0.1:9/a.crl"],
+            "issuer_certificates": [str(pem)],
+            "max_bytes": 1234,
+            "redis_prefix": "t:refresher-from-settings",
+        }
+    )
+    trust = TrustStore.from_certificates(pki.anchors, pki.intermediates)
+    refresher = crl_refresher(settings=config, trust=trust)
     assert refresher.urls[0] == "http://127.0.0.1:9/a.crl"
     # The MOICA CA certificates' CRLDPs (the GRCA CRL) are added to the list.
     assert any("GRCA" in u for u in refresher.urls)
     assert len(refresher.issuers) == 3
     assert isinstance(refresher.fetcher, HttpCrlFetcher)
     assert refresher.fetcher.max_bytes == 1234
+    # A rebuild (e.g. a trust anchor added) keeps the process's index.
+    assert crl_refresher(settings=config, trust=trust).store is refresher.store
 
 
-def test_refresher_from_settings_requires_issuers(settings) -> None:
-    settings.MOICA_AUTH_REVOCATION = {"crl_urls": []}
+def test_refresher_from_settings_requires_issuers(pki: TestPKI) -> None:
+    from moica_auth.revocation.settings import parse_revocation_settings
+    from moica_auth.services import crl_refresher
+
+    config = parse_revocation_settings({"crl_urls": [], "issuer_certificates": []})
+    trust = TrustStore.from_certificates(pki.anchors)
     with pytest.raises(MoicaAuthError) as exc:
-        refresher_from_settings(settings.MOICA_AUTH_REVOCATION)
+        crl_refresher(settings=config, trust=trust)
     assert _code(exc) == "configuration_error"
 
 
 def test_rsa_key_helper_sanity(pki: TestPKI) -> None:
     assert isinstance(pki.moica_g3.private_key, rsa.RSAPrivateKey)
-
-
-def test_management_command_refresh_and_status(
-    settings, crl_http: CrlHttpServer, pki: TestPKI, tmp_path
-) -> None:
-    from io import StringIO
-
-    from django.core.management import CommandError, call_command
-
-    pem = tmp_path / "moica.pem"
-    pem.write_bytes(pki.moica_g3.cert_pem())
-    good = crl_http.serve("/cmd/good.crl", der(pki.make_crl(issuer=pki.moica_g3, number=5)))
-    bad = crl_http.serve("/cmd/bad.crl", b"garbage")
-    settings.MOICA_AUTH_REVOCATION = {
-        "crl_urls": [good],
-        "issuer_certificates": [str(pem)],
-        "crl_urls_from_issuers": False,
-    }
-    out = StringIO()
-    call_command("moica_revocation", "refresh", stdout=out)
-    assert "installed" in out.getvalue()
-    out = StringIO()
-    call_command("moica_revocation", "status", stdout=out)
-    assert "number=5" in out.getvalue()
-    assert key_id(pki.moica_g3.certificate) in out.getvalue()
-
-    settings.MOICA_AUTH_REVOCATION = {**settings.MOICA_AUTH_REVOCATION, "crl_urls": [bad]}
-    with pytest.raises(CommandError):
-        call_command("moica_revocation", "refresh", stdout=StringIO(), stderr=StringIO())
-    out = StringIO()
-    call_command("moica_revocation", "status", stdout=out)
-    assert "failing" in out.getvalue()
-    assert "crl_invalid" in out.getvalue()
-
-
-def test_settings_refresher_and_source_share_one_index(pki: TestPKI) -> None:
-    from moica_auth.revocation.refresh import crl_source_from_settings
-
-    config = {
-        "issuer_certificates": [pki.moica_g3.certificate],
-        "crl_urls": [],
-        "crl_urls_from_issuers": False,
-        "grace_seconds": 90,
-        "order": ["crl"],  # a policy key: ignored here
-    }
-    refresher = refresher_from_settings(config)
-    assert refresher_from_settings({**config, "order": ["ocsp", "crl"]}) is refresher
-    source = crl_source_from_settings(config)
-    assert source.store is refresher.store
-    assert source.grace == timedelta(seconds=90)
-    assert not source.fetch_on_miss
-    other = refresher_from_settings({**config, "grace_seconds": 1})
-    assert other is not refresher
 
 
 def test_decode_entry_time_forms_and_pem_input(pki: TestPKI) -> None:
@@ -686,7 +647,9 @@ class _Mirror(HttpCrlFetcher):
         return super().fetch(mirrored, etag=etag, last_modified=last_modified)
 
 
-def test_fetch_on_miss_burst_downloads_once(crl_http: CrlHttpServer, pki: TestPKI, cards) -> None:
+def test_fetch_on_miss_burst_downloads_once_and_nobody_queues(
+    crl_http: CrlHttpServer, pki: TestPKI, cards
+) -> None:
     import threading
 
     card = cards["g3_b"]
@@ -706,9 +669,14 @@ def test_fetch_on_miss_burst_downloads_once(crl_http: CrlHttpServer, pki: TestPK
 
     def login() -> None:
         start.wait()
-        status = source.status(
-            certificate=card.signing.certificate, issuer=card.issuer.certificate, at=pki.now
-        )
+        try:
+            status = source.status(
+                certificate=card.signing.certificate, issuer=card.issuer.certificate, at=pki.now
+            )
+        except RevocationUnavailable:
+            # Another login held the lock: answered at once from the index, fail closed.
+            answers.append("unavailable")
+            return
         answers.append(status.status)
 
     threads = [threading.Thread(target=login) for _ in range(6)]
@@ -716,8 +684,17 @@ def test_fetch_on_miss_burst_downloads_once(crl_http: CrlHttpServer, pki: TestPK
         t.start()
     for t in threads:
         t.join()
-    assert answers == ["good"] * 6
+    assert len(answers) == 6
+    assert "good" in answers
+    assert set(answers) <= {"good", "unavailable"}
     assert crl_http.route(path).hits == 1
+    # Once installed, every login reads it from the index.
+    assert (
+        source.status(
+            certificate=card.signing.certificate, issuer=card.issuer.certificate, at=pki.now
+        ).status
+        == "good"
+    )
 
 
 def test_source_over_redis_index(redis_url: str, pki: TestPKI, cards) -> None:
@@ -1508,3 +1485,54 @@ def test_pem_input_must_hold_exactly_one_crl(pki: TestPKI) -> None:
     assert (
         parse_crl(new.public_bytes(Encoding.PEM), issuers=pki.intermediates, at=pki.now).number == 2
     )
+
+
+def test_back_off_after_a_failed_download_is_shared_by_every_worker(
+    crl_http: CrlHttpServer, pki: TestPKI
+) -> None:
+    # Two refreshers over one index store: two workers of a fleet.
+    path = "/shared-backoff/complete.crl"
+    url = crl_http.serve(path, b"", status=503)
+    store = MemoryIndexStore()
+    now = [pki.now]
+
+    def worker() -> CrlRefresher:
+        return CrlRefresher(
+            fetcher=HttpCrlFetcher(read_timeout=2),
+            store=store,
+            issuers=pki.intermediates,
+            urls=[url],
+            clock=lambda: now[0],
+        )
+
+    first, second = worker(), worker()
+    assert first.refresh(url, force=False).outcome == "failed"
+    assert second.refresh(url, force=False).outcome == "fresh"
+    assert crl_http.route(path).hits == 1
+    now[0] += timedelta(seconds=31)
+    assert second.refresh(url, force=False).outcome == "failed"
+    assert crl_http.route(path).hits == 2
+
+
+def test_login_fetcher_is_bounded_by_the_login_deadline(pki: TestPKI) -> None:
+    refresher = CrlRefresher(
+        fetcher=HttpCrlFetcher(connect_timeout=5, read_timeout=30, total_timeout=120),
+        store=MemoryIndexStore(),
+        issuers=pki.intermediates,
+        login_deadline=1.5,
+    )
+    bounded = refresher.login_fetcher
+    assert isinstance(bounded, HttpCrlFetcher)
+    assert (bounded.connect_timeout, bounded.read_timeout, bounded.total_timeout) == (
+        1.5,
+        1.5,
+        1.5,
+    )
+    assert refresher.fetcher.total_timeout == 120  # the background keeps its own
+    with pytest.raises(ConfigurationError):
+        CrlRefresher(
+            fetcher=HttpCrlFetcher(),
+            store=MemoryIndexStore(),
+            issuers=pki.intermediates,
+            login_deadline=0,
+        )

@@ -1,4 +1,4 @@
-"""Property tests for the hand-written revokedCertificates reader (``crl._index_entries``).
+"""Property tests for the hand-written revokedCertificates reader (``crl_der._index_entries``).
 
 The reader exists for speed (docs/revocation.md), so it must say exactly what
 ``cryptography``'s own parser says: for CRLs built with ``CertificateRevocationListBuilder``

@@ -633,7 +633,7 @@ class CrashingChecker:
         raise RuntimeError("bug in a revocation checker")
 
 
-def crashing_checker(*, store: Any, trust: Any, options: Any) -> CrashingChecker:
+def crashing_checker(*, store: Any, trust: Any, settings: Any) -> CrashingChecker:
     return CrashingChecker()
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from moica_auth.conf import DEFAULT_RATE_LIMIT, app_settings
 from moica_auth.exceptions import ConfigurationError
+from moica_auth.revocation.settings import RevocationSettings
 from moica_auth.services import get_services, load_certificate_setting
 
 FIXED = datetime(2030, 5, 6, 7, 8, 9, tzinfo=UTC)
@@ -27,7 +28,9 @@ def test_defaults(settings):
     assert frozenset({"2.16.886.101.0.3.3"}) == app_settings.POLICY_OIDS
     assert frozenset({"sha256", "sha384", "sha512"}) == app_settings.ALLOWED_HASHES
     assert app_settings.VERIFIERS == ("moica_auth.identity.verifiers.CertificateLast4Verifier",)
-    assert app_settings.REVOCATION == {"order": ["ocsp", "crl"], "soft_fail": False, "timeout": 5.0}
+    assert RevocationSettings() == app_settings.REVOCATION
+    assert app_settings.REVOCATION.order == ("ocsp", "crl")
+    assert app_settings.REVOCATION.soft_fail is False
     assert app_settings.RATE_LIMIT.cert_failures == DEFAULT_RATE_LIMIT["cert_failures"] == 3
     assert app_settings.LOGIN_URL == "moica:login-page"
     assert app_settings.CLOCK is None
@@ -53,12 +56,45 @@ def test_revocation_off(settings, value):
 
 def test_revocation_options_merge_with_defaults(settings):
     settings.MOICA_AUTH_REVOCATION = {"order": ["crl"], "crl_grace": 3600}
-    assert app_settings.REVOCATION == {
-        "order": ["crl"],
-        "soft_fail": False,
-        "timeout": 5.0,
-        "crl_grace": 3600,
-    }
+    parsed = app_settings.REVOCATION
+    assert parsed == RevocationSettings(order=("crl",), crl_grace=3600.0)
+    assert parsed.timeout == 5.0 and parsed.login_fetch_deadline == 3.0
+
+
+@pytest.mark.parametrize(
+    ("value", "key", "check_id"),
+    [
+        ({"crl_grase": 60}, "crl_grase", "moica_auth.E009"),
+        ({"grace_seconds": 60}, "grace_seconds", "moica_auth.E009"),
+        ({"timeout": "5"}, "timeout", "moica_auth.E010"),
+        ({"soft_fail": "no"}, "soft_fail", "moica_auth.E010"),
+        ({"order": "crl"}, "order", "moica_auth.E010"),
+        ({"login_fetch_deadline": 0}, "login_fetch_deadline", "moica_auth.E010"),
+        ({"max_bytes": True}, "max_bytes", "moica_auth.E010"),
+        (["crl"], "MOICA_AUTH_REVOCATION", "moica_auth.E009"),
+    ],
+)
+@pytest.mark.django_db
+def test_bad_revocation_settings_fail_the_system_check(settings, value, key, check_id):
+    from django.core.checks import run_checks
+
+    settings.MOICA_AUTH_REVOCATION = value
+    with pytest.raises(ConfigurationError) as info:
+        app_settings.REVOCATION  # noqa: B018
+    assert info.value.data["key"] == key
+    errors = [m for m in run_checks() if m.id.startswith("moica_auth.E0")]
+    assert [m.id for m in errors if key in m.msg] == [check_id], errors
+
+
+@pytest.mark.parametrize(
+    "value", [{"order": ["crl", "ldap"]}, {"intermediates": "sometimes"}, {"leaf": "never"}]
+)
+@pytest.mark.django_db
+def test_invalid_revocation_policy_fails_the_system_check(settings, value):
+    from django.core.checks import run_checks
+
+    settings.MOICA_AUTH_REVOCATION = value
+    assert "moica_auth.E011" in {m.id for m in run_checks()}
 
 
 def test_hash_key_is_derived_with_a_domain_separator(settings):

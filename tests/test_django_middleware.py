@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from asgiref.sync import async_to_sync, iscoroutinefunction
@@ -18,6 +17,7 @@ from django.test import AsyncClient, Client, RequestFactory
 from moica_auth.exceptions import CertificateSuspended
 from moica_auth.middleware import MoicaMiddleware
 from moica_auth.models import LoginAttempt
+from moica_auth.revocation.types import RevocationResult
 from moica_auth.services import get_services
 from moica_auth.testing.responders import ResponderServer
 from tests.django_fixtures import (  # noqa: F401 - fixtures
@@ -166,7 +166,7 @@ def test_crl_revocation_through_default_checker(moica_settings, responder, pki, 
         "order": ["crl"],
         "crl_urls": [url],
         "crl_urls_from_issuers": False,
-        "check_intermediates": False,
+        "intermediates": "never",
     }
     refresher = get_services().revocation.sources["crl"].refresher
     assert refresher.refresh(url).ok
@@ -208,8 +208,8 @@ class RefuseEverything:
         raise CertificateSuspended("custom checker", reason="certificate_hold")
 
 
-def refuse_everything(*, store, trust, options):
-    assert options["order"] == ["ocsp", "crl"]
+def refuse_everything(*, store, trust, settings):
+    assert settings.order == ("ocsp", "crl")
     return RefuseEverything()
 
 
@@ -229,10 +229,10 @@ class FailsOnRecheck:
     def check(self, chain, *, at):
         if FailsOnRecheck.broken:
             raise RuntimeError("bug in a revocation checker")
-        return SimpleNamespace(status="good", source="custom", checked_at=at)
+        return RevocationResult(status="good", source="custom", checked_at=at)
 
 
-def fails_on_recheck(*, store, trust, options):
+def fails_on_recheck(*, store, trust, settings):
     return FailsOnRecheck()
 
 

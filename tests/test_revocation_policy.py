@@ -11,6 +11,7 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from cryptography import x509
@@ -33,7 +34,8 @@ from moica_auth.revocation.policy import (
     RevocationChecker,
     RevocationPolicy,
     RevocationResult,
-    needs_status,
+    RevocationRule,
+    declares_status,
 )
 from moica_auth.revocation.refresh import CrlRefresher
 from moica_auth.revocation.store import MemoryIndexStore
@@ -79,6 +81,13 @@ class ScriptedSource:
     default: CertStatus | MoicaAuthError
     per_serial: dict[int, CertStatus | MoicaAuthError] = field(default_factory=dict)
     asked: list[int] = field(default_factory=list)
+    # Serials this source holds information about (IF_AVAILABLE); None: none at all.
+    knows: frozenset[int] = frozenset()
+
+    def knows_issuer(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> bool:
+        return certificate.serial_number in self.knows
 
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
@@ -294,7 +303,7 @@ def bare_intermediate(ocsp_pki: TestPKI) -> CertifiedKey:
 
 
 def test_leaf_and_publishing_intermediate_are_checked(card_g3: CitizenCard) -> None:
-    assert needs_status(card_g3.issuer.certificate)
+    assert declares_status(card_g3.issuer.certificate)
     ocsp = ScriptedSource("ocsp", good("ocsp"))
     result = checker(ocsp).check(card_chain(card_g3), at=NOW)
     assert ocsp.asked == [
@@ -307,7 +316,7 @@ def test_leaf_and_publishing_intermediate_are_checked(card_g3: CitizenCard) -> N
 def test_intermediate_without_crldp_or_aia_is_skipped(
     card_g3: CitizenCard, bare_intermediate: CertifiedKey, ocsp_pki: TestPKI
 ) -> None:
-    assert not needs_status(bare_intermediate.certificate)
+    assert not declares_status(bare_intermediate.certificate)
     ocsp = ScriptedSource("ocsp", good("ocsp"))
     chain = chain_of(
         card_g3.signing.certificate, bare_intermediate.certificate, ocsp_pki.grca_g3.certificate
@@ -316,10 +325,80 @@ def test_intermediate_without_crldp_or_aia_is_skipped(
     assert ocsp.asked == [card_g3.signing.certificate.serial_number]
 
 
-def test_check_intermediates_off_checks_only_the_leaf(card_g3: CitizenCard) -> None:
+def test_intermediates_never_checks_only_the_leaf(card_g3: CitizenCard) -> None:
     ocsp = ScriptedSource("ocsp", good("ocsp"))
-    checker(ocsp, check_intermediates=False).check(card_chain(card_g3), at=NOW)
+    checker(ocsp, intermediates=RevocationRule.NEVER).check(card_chain(card_g3), at=NOW)
     assert ocsp.asked == [card_g3.signing.certificate.serial_number]
+
+
+def test_undeclared_intermediate_is_checked_when_its_issuer_status_is_known(
+    card_g3: CitizenCard, bare_intermediate: CertifiedKey, ocsp_pki: TestPKI
+) -> None:
+    # PKITS 4.4.2: the CA declares nothing, but a CRL of its issuer is in hand.
+    serial = bare_intermediate.certificate.serial_number
+    revoked = CertStatus(status="revoked", source="crl", revoked_at=NOW, reason="ca_compromise")
+    crl = ScriptedSource(
+        "crl", good("crl"), per_serial={serial: revoked}, knows=frozenset({serial})
+    )
+    chain = chain_of(
+        card_g3.signing.certificate, bare_intermediate.certificate, ocsp_pki.grca_g3.certificate
+    )
+    with pytest.raises(CertificateRevoked) as info:
+        checker(crl).check(chain, at=NOW)
+    assert info.value.data["certificate"] == "intermediate"
+    # IF_DECLARED does not look at what is known: the same chain passes.
+    checker(crl, intermediates=RevocationRule.IF_DECLARED).check(chain, at=NOW)
+
+
+def test_required_intermediate_without_any_status_fails_closed(
+    card_g3: CitizenCard, bare_intermediate: CertifiedKey, ocsp_pki: TestPKI
+) -> None:
+    crl = ScriptedSource(
+        "crl",
+        good("crl"),
+        per_serial={bare_intermediate.certificate.serial_number: RevocationUnavailable("none")},
+    )
+    chain = chain_of(
+        card_g3.signing.certificate, bare_intermediate.certificate, ocsp_pki.grca_g3.certificate
+    )
+    checker(crl).check(chain, at=NOW)  # IF_AVAILABLE: nothing known, skipped
+    with pytest.raises(RevocationUnavailable):
+        checker(crl, intermediates=RevocationRule.REQUIRED).check(chain, at=NOW)
+
+
+def test_known_but_unanswerable_intermediate_fails_closed(
+    card_g3: CitizenCard, bare_intermediate: CertifiedKey, ocsp_pki: TestPKI
+) -> None:
+    serial = bare_intermediate.certificate.serial_number
+    crl = ScriptedSource(
+        "crl",
+        good("crl"),
+        per_serial={serial: RevocationStale("old CRL")},
+        knows=frozenset({serial}),
+    )
+    chain = chain_of(
+        card_g3.signing.certificate, bare_intermediate.certificate, ocsp_pki.grca_g3.certificate
+    )
+    with pytest.raises(RevocationStale):
+        checker(crl).check(chain, at=NOW)
+
+
+@pytest.mark.parametrize("bad", ["sometimes", "REQUIRED", 1])
+def test_rejects_unknown_rules(bad: object) -> None:
+    with pytest.raises(ConfigurationError):
+        RevocationPolicy(intermediates=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        RevocationPolicy(leaf=bad)  # type: ignore[arg-type]
+
+
+def test_leaf_rule_cannot_be_never() -> None:
+    with pytest.raises(ConfigurationError):
+        RevocationPolicy(leaf=RevocationRule.NEVER)
+
+
+def test_rules_accept_their_string_values() -> None:
+    policy = RevocationPolicy(leaf="required", intermediates="if_declared")  # type: ignore[arg-type]
+    assert policy.intermediates is RevocationRule.IF_DECLARED
 
 
 def test_revoked_intermediate_is_refused(card_g3: CitizenCard) -> None:
@@ -517,3 +596,34 @@ def test_soft_fail_end_to_end(
     assert result.source is None
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert any("SOFT-FAIL" in r.getMessage() for r in warnings)
+
+
+# --- the real CRL index answers IF_AVAILABLE ---------------------------------------------
+
+
+def test_crl_index_knows_an_issuer_only_with_a_covering_crl(
+    card_g3: CitizenCard, ocsp_pki: TestPKI
+) -> None:
+    from moica_auth.revocation.crl import parse_crl
+
+    store = MemoryIndexStore()
+    source = CrlSource(store=store)
+    ca = card_g3.issuer.certificate
+    root = ocsp_pki.grca_g3
+    assert not source.knows_issuer(certificate=ca, issuer=root.certificate, at=NOW)
+    der = ocsp_pki.make_crl(issuer=root, this_update=NOW, number=7).public_bytes(Encoding.DER)
+    store.replace(parse_crl(der, issuers=[root.certificate], at=NOW), fetched_at=NOW)
+    assert source.knows_issuer(certificate=ca, issuer=root.certificate, at=NOW)
+    # The index holds nothing from the CA's own key about the citizen certificate.
+    assert not source.knows_issuer(certificate=card_g3.signing.certificate, issuer=ca, at=NOW)
+
+
+@pytest.mark.realdata
+@pytest.mark.parametrize("name", ["MOICA-G2", "MOICA-G3"])
+def test_real_moica_cas_are_checked_under_every_rule_but_never(
+    shared_data: Path, name: str
+) -> None:
+    # The real MOICA CA certificates declare GRCA's CRL: even IF_DECLARED checks them,
+    # so the default IF_AVAILABLE stays strict for real chains.
+    cert = x509.load_pem_x509_certificate((shared_data / "anchors" / f"{name}.pem").read_bytes())
+    assert declares_status(cert)

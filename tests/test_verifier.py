@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -12,7 +13,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from moica_auth.exceptions import MoicaAuthError, RevocationUnavailable
-from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationResult
+from moica_auth.revocation.policy import (
+    RevocationChecker,
+    RevocationPolicy,
+    RevocationResult,
+    RevocationRule,
+)
 from moica_auth.revocation.types import CertStatus, SourceName
 from moica_auth.testing.pki import CitizenCard
 from moica_auth.testing.softcard import sign_response
@@ -84,6 +90,11 @@ class TableSource:
     calls: list[datetime] = field(default_factory=list)
     unavailable: bool = False
 
+    def knows_issuer(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> bool:
+        return True
+
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
     ) -> CertStatus:
@@ -115,19 +126,17 @@ class ReturningChecker:
         self.calls.append(at)
         if self.status is None:
             return None
-        return RevocationResult(
-            status=self.status,
-            source="crl",
-            checked_at=at,
-            this_update=None,
-            next_update=None,
-            per_certificate=(),
-        )
+        if self.status == "unknown":
+            # A typed "unknown" claims soft-fail; this checker's policy has none.
+            return RevocationResult(status="unknown", source="crl", checked_at=at, soft_failed=True)
+        # Anything else cannot even be a RevocationResult: an untyped look-alike.
+        return SimpleNamespace(status=self.status, source="crl", checked_at=at)
 
 
 def _with_revocation(source: TableSource) -> LoginVerifier:
     checker = RevocationChecker(
-        policy=RevocationPolicy(order=("crl",), check_intermediates=False), sources={"crl": source}
+        policy=RevocationPolicy(order=("crl",), intermediates=RevocationRule.NEVER),
+        sources={"crl": source},
     )
     return LoginVerifier(VerifierConfig(trust=trust(), revocation=checker))
 
@@ -271,9 +280,11 @@ class TestRevocation:
         ("status", "code"),
         [
             ("unknown", "revocation_unavailable"),
-            ("revoked", "certificate_revoked"),
-            ("hold", "certificate_suspended"),
-            ("stale", "revocation_unavailable"),
+            # Not interpreted: only a RevocationResult is ever read, and a revoked
+            # certificate is raised, never returned.
+            ("revoked", "revocation_unavailable"),
+            ("hold", "revocation_unavailable"),
+            ("good", "revocation_unavailable"),
             (None, "revocation_unavailable"),
         ],
     )
@@ -292,10 +303,27 @@ class TestRevocation:
         v = LoginVerifier(VerifierConfig(trust=trust(), revocation=ReturningChecker("unknown")))
         _rejects("revocation_unavailable", v, _sign(card("G3")), "PKCS7")
 
+    @pytest.mark.parametrize(
+        ("status", "soft_failed"),
+        [("revoked", False), ("hold", False), ("unknown", False), ("good", True)],
+    )
+    def test_result_type_admits_only_good_or_soft_failed_unknown(
+        self, status: str, soft_failed: bool
+    ) -> None:
+        with pytest.raises(ValueError):
+            RevocationResult(
+                status=status,  # type: ignore[arg-type]
+                source="crl",
+                checked_at=AT,
+                soft_failed=soft_failed,
+            )
+
     def test_unknown_passes_only_under_the_checkers_soft_fail(self) -> None:
         silent = TableSource(name="ocsp", unavailable=True)
         checker = RevocationChecker(
-            policy=RevocationPolicy(order=("ocsp",), soft_fail=True, check_intermediates=False),
+            policy=RevocationPolicy(
+                order=("ocsp",), soft_fail=True, intermediates=RevocationRule.NEVER
+            ),
             sources={"ocsp": silent},
         )
         login = _verify(
@@ -305,7 +333,7 @@ class TestRevocation:
         )
         assert login.revocation is not None and login.revocation.status == "unknown"
         closed = RevocationChecker(
-            policy=RevocationPolicy(order=("ocsp",), check_intermediates=False),
+            policy=RevocationPolicy(order=("ocsp",), intermediates=RevocationRule.NEVER),
             sources={"ocsp": silent},
         )
         _rejects(

@@ -50,10 +50,16 @@ from moica_auth.revocation.crl import (
     parse_crl,
 )
 from moica_auth.revocation.ocsp import OcspSource
-from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationResult
+from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy
+from moica_auth.revocation.signers import CrlSignerCandidates
 from moica_auth.revocation.store import MemoryIndexStore
-from moica_auth.revocation.types import CertStatus, RevocationSource, SourceName
-from moica_auth.validation.chain import ValidatedChain
+from moica_auth.revocation.types import (
+    CertStatus,
+    RevocationResult,
+    RevocationSource,
+    SourceName,
+)
+from moica_auth.validation.chain import ValidatedChain, ValidationPolicy
 from moica_auth.validation.trust import TrustStore
 
 __all__ = [
@@ -123,8 +129,10 @@ class CliCrlSource:
         crls: Sequence[bytes],
         fetcher: CrlFetcher | None = None,
         grace: timedelta = timedelta(0),
+        signers: CrlSignerCandidates | None = None,
     ) -> None:
         self.crls = tuple(crls)
+        self.signers = signers
         self.fetcher: CrlFetcher = fetcher or HttpCrlFetcher(
             connect_timeout=CRL_CONNECT_TIMEOUT,
             read_timeout=CRL_READ_TIMEOUT,
@@ -136,6 +144,17 @@ class CliCrlSource:
         self._files_done: set[str] = set()  # issuer key ids the files were tried for
         self._file_errors: dict[str, list[MoicaAuthError]] = {}
         self._fetched: dict[str, MoicaAuthError | None] = {}  # url -> error (None: installed)
+
+    def knows_issuer(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> bool:
+        """Whether a ``--crl`` file of ``issuer`` covers ``certificate``, or claims to be
+        ``issuer``'s and was refused (then checking fails closed with that reason)."""
+        kid = key_id(issuer)
+        self._install_files(issuer, kid, at)
+        return bool(self._file_errors.get(kid)) or self.index.knows_issuer(
+            certificate=certificate, issuer=issuer, at=at
+        )
 
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
@@ -165,9 +184,22 @@ class CliCrlSource:
         self._files_done.add(kid)
         for number, data in enumerate(self.crls, start=1):
             try:
-                if not _issued_by(read_crl(data), issuer):
-                    continue  # another CA's CRL: it says nothing about this certificate
-                parsed = parse_crl(data, issuers=[issuer], at=at)
+                crl = read_crl(data)
+                signers: list[x509.Certificate] = []
+                if not _issued_by(crl, issuer):
+                    # Another key's CRL: a separate CRL signer's for this CA (RFC 5280
+                    # §6.3.3 (f)), or another CA's, which says nothing here.
+                    if crl.issuer != issuer.subject or not self.signers:
+                        continue
+                    if not self.signers.named(crl):
+                        continue
+                    signers = self.signers.validated_for(crl, at=at)
+                    if not signers:
+                        raise CrlInvalid(
+                            "signed by a separate CRL signer that is not valid, "
+                            "or is revoked, at the check time"
+                        )
+                parsed = parse_crl(data, issuers=[issuer], signers=signers, at=at)
             except MoicaAuthError as exc:
                 logger.info("CRL file #%d not usable: %s", number, exc)
                 self._file_errors.setdefault(kid, []).append(
@@ -211,6 +243,10 @@ class CliRevocationChecker:
         self.checker = checker
         self.default_at = default_at
 
+    @property
+    def soft_fail(self) -> bool:
+        return self.checker.soft_fail
+
     def check(self, chain: ValidatedChain, *, at: datetime | None = None) -> RevocationResult:
         """Check every certificate of ``chain`` that needs a status (see
         :class:`RevocationChecker`); raise the most specific
@@ -238,6 +274,8 @@ def build_checker(
     at: datetime | None,
     fetcher: CrlFetcher | None = None,
     ocsp_timeout: float = OCSP_TIMEOUT,
+    crl_signers: Sequence[x509.Certificate] = (),
+    validation: ValidationPolicy | None = None,
 ) -> CliRevocationChecker:
     """The revocation checker for one CLI run (see the module docstring).
 
@@ -248,17 +286,24 @@ def build_checker(
         own CA certificates, which come from it.
     :param at: the default check time (``--at``); ``check(chain, at=…)`` overrides it.
     :param fetcher: how distribution points are downloaded (default: HTTP, short timeouts).
+    :param crl_signers: candidate separate CRL signers (non-CA ``--intermediate`` with
+        cRLSign, :mod:`moica_auth.revocation.signers`), validated against ``trust`` with
+        ``validation`` and checked by this same checker before their CRLs are used.
     """
     if not crl_ders and not use_ocsp:
         raise ValueError("build_checker needs CRL files or use_ocsp")
     for data in crl_ders:
         read_crl(data)
-    del trust  # the chain carries the CA certificates; kept in the signature for callers
+    signers = CrlSignerCandidates(
+        candidates=crl_signers, trust=trust, policy=validation or ValidationPolicy()
+    )
     sources: dict[str, RevocationSource] = {}
     order: tuple[str, ...] = ("crl",)
     if use_ocsp:
         sources["ocsp"] = OcspSource(store=None, timeout=ocsp_timeout)
         order = ("ocsp", "crl")
-    sources["crl"] = CliCrlSource(crls=crl_ders, fetcher=fetcher)
+    sources["crl"] = CliCrlSource(crls=crl_ders, fetcher=fetcher, signers=signers)
     policy = RevocationPolicy(order=order, timeout=ocsp_timeout)
-    return CliRevocationChecker(RevocationChecker(policy=policy, sources=sources), default_at=at)
+    checker = RevocationChecker(policy=policy, sources=sources)
+    signers.checker = checker
+    return CliRevocationChecker(checker, default_at=at)

@@ -52,6 +52,7 @@ from cryptography.x509.oid import (
     SignatureAlgorithmOID,
 )
 
+from moica_auth._x509 import verify_with_key
 from moica_auth.certificate import EXTENSION_ERRORS
 from moica_auth.exceptions import (
     ConfigurationError,
@@ -59,6 +60,7 @@ from moica_auth.exceptions import (
     OcspInvalid,
     RevocationUnavailable,
 )
+from moica_auth.revocation.http_fetch import post_bounded
 from moica_auth.revocation.types import CertStatus, SourceName
 from moica_auth.stores import KeyValueStore
 
@@ -137,24 +139,27 @@ def _verify_signature(public_key: CertificatePublicKeyTypes, response: ocsp.OCSP
     except UnsupportedAlgorithm as exc:
         raise OcspInvalid("unsupported OCSP signature algorithm") from exc
     data, signature = response.tbs_response_bytes, response.signature
-    if isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-        public_key.verify(signature, data)
-        return
-    if hash_algorithm is None or hash_algorithm.name not in _ALLOWED_SIGNATURE_HASHES:
+    eddsa = isinstance(public_key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey)
+    if not eddsa and (
+        hash_algorithm is None or hash_algorithm.name not in _ALLOWED_SIGNATURE_HASHES
+    ):
         name = hash_algorithm.name if hash_algorithm else "none"
         raise OcspInvalid(f"OCSP response signed with a weak or missing hash ({name})")
-    if isinstance(public_key, rsa.RSAPublicKey):
-        if response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS:
-            pad: padding.AsymmetricPadding = padding.PSS(
-                mgf=padding.MGF1(hash_algorithm), salt_length=padding.PSS.AUTO
-            )
-        else:
-            pad = padding.PKCS1v15()
-        public_key.verify(signature, data, pad, hash_algorithm)
-    elif isinstance(public_key, ec.EllipticCurvePublicKey):
-        public_key.verify(signature, data, ec.ECDSA(hash_algorithm))
-    else:
+    if not eddsa and not isinstance(public_key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
         raise OcspInvalid("unsupported OCSP signer key type")
+    params: object = None
+    if isinstance(public_key, rsa.RSAPublicKey) and hash_algorithm is not None:
+        params = (
+            padding.PSS(mgf=padding.MGF1(hash_algorithm), salt_length=padding.PSS.AUTO)
+            if response.signature_algorithm_oid == SignatureAlgorithmOID.RSASSA_PSS
+            else padding.PKCS1v15()
+        )
+    elif isinstance(public_key, ec.EllipticCurvePublicKey) and hash_algorithm is not None:
+        params = ec.ECDSA(hash_algorithm)
+    if not verify_with_key(
+        public_key, signature, data, params=params, hash_algorithm=hash_algorithm
+    ):
+        raise InvalidSignature("the OCSP response signature does not verify")
 
 
 def _refuse_unknown_critical_extensions(body: bytes) -> None:
@@ -256,6 +261,12 @@ class OcspSource:
         self._session = session
 
     # --- public ---------------------------------------------------------------------
+
+    def knows_issuer(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> bool:
+        """Whether a responder is known for ``certificate`` (declared or configured)."""
+        return self.url_for(certificate) is not None
 
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
@@ -489,42 +500,23 @@ class OcspSource:
     def _post(self, url: str, der: bytes) -> bytes:
         """POST the request (RFC 6960 App. A.1) and read at most ``max_response_bytes``.
 
-        ``timeout`` bounds the connect and each read; a body trickled slower than that in
-        total (2 × ``timeout``) is cut off too, so a lock holder never outlives its lock.
+        ``timeout`` bounds the connect and each read; the whole exchange, slow headers
+        included, is cut off at 2 × ``timeout`` (:func:`post_bounded`), so a lock holder
+        never outlives its lock.
         """
-        session = self._session or requests
-        deadline = time.monotonic() + 2 * self.timeout
-        try:
-            with session.post(
-                url,
-                data=der,
-                headers={
-                    "Content-Type": "application/ocsp-request",
-                    "Accept": "application/ocsp-response",
-                },
-                timeout=(self.timeout, self.timeout),
-                stream=True,
-                allow_redirects=False,
-            ) as resp:
-                if resp.status_code != 200:
-                    raise RevocationUnavailable(f"OCSP responder answered HTTP {resp.status_code}")
-                declared = resp.headers.get("Content-Length")
-                if declared and declared.isdigit() and int(declared) > self.max_response_bytes:
-                    raise OcspInvalid("OCSP response exceeds the size limit")
-                body = bytearray()
-                for chunk in resp.iter_content(chunk_size=8192):
-                    body += chunk
-                    if len(body) > self.max_response_bytes:
-                        raise OcspInvalid("OCSP response exceeds the size limit")
-                    if time.monotonic() > deadline:
-                        raise RevocationUnavailable("OCSP response took too long")
-                return bytes(body)
-        except requests.Timeout as exc:
-            raise RevocationUnavailable("OCSP responder timed out") from exc
-        except requests.RequestException as exc:
-            raise RevocationUnavailable(
-                f"OCSP responder unreachable ({type(exc).__name__})"
-            ) from exc
+        return post_bounded(
+            url,
+            data=der,
+            headers={
+                "Content-Type": "application/ocsp-request",
+                "Accept": "application/ocsp-response",
+            },
+            timeout=self.timeout,
+            total_timeout=2 * self.timeout,
+            max_bytes=self.max_response_bytes,
+            too_large=OcspInvalid,
+            session=self._session,
+        )
 
     # --- cache and single flight ----------------------------------------------------
 

@@ -1,15 +1,26 @@
 """Revocation policy: which certificates of a chain are checked, and in which source order.
 
 :class:`RevocationChecker` asks the configured sources (``"ocsp"``, ``"crl"``) in the order
-the :class:`RevocationPolicy` names, for every certificate that needs a status:
+the :class:`RevocationPolicy` names. Which certificates must have a status is a named
+:class:`RevocationRule`, one for the leaf and one for the intermediates (``chain[1:-1]``):
 
-* the leaf, always;
-* an intermediate (``chain[1:-1]``) when it declares where its status is published — a
-  cRLDistributionPoints extension (RFC 5280 §4.2.1.13) or an OCSP accessLocation in its
-  AuthorityInformationAccess (RFC 5280 §4.2.2.1). An intermediate that declares neither
-  cannot be checked by any relying party, and the CA chose that; requiring a status for it
-  would lock every citizen out, so it is skipped (``check_intermediates=False`` skips all);
-* the trust anchor, never: it is trusted by configuration (RFC 5280 §6.1.1 (d)).
+* :attr:`~RevocationRule.REQUIRED`: always checked; no answer fails closed;
+* :attr:`~RevocationRule.IF_DECLARED`: checked when the certificate declares where its
+  status is published — a cRLDistributionPoints extension (RFC 5280 §4.2.1.13) or an OCSP
+  accessLocation in its AuthorityInformationAccess (RFC 5280 §4.2.2.1);
+* :attr:`~RevocationRule.IF_AVAILABLE`: checked when it declares one, *or* when a source
+  already holds status information from its issuer that covers it (a CRL of the issuer's
+  key in the index, or given on the command line). Only a certificate about which nothing
+  at all is known is skipped: its CA chose to publish nothing, and requiring a status would
+  lock every citizen out;
+* :attr:`~RevocationRule.NEVER` (intermediates only): never checked. Logged as a WARNING
+  when the policy is built; for test PKIs without a CRL for their CAs.
+
+The defaults are ``leaf=REQUIRED``, ``intermediates=IF_AVAILABLE``. A checked certificate is
+refused when revoked or on hold, and fails closed when no source answers, whichever rule
+selected it. The trust anchor is never checked: it is trusted by configuration (RFC 5280
+§6.1.1 (d)). The real MOICA G2/G3 CA certificates declare GRCA's CRL, so they are always
+checked.
 
 For each certificate the first definitive answer wins (RFC 5280 §6.3 leaves the source
 to the relying party): ``revoked`` raises :class:`~moica_auth.exceptions.CertificateRevoked`,
@@ -24,6 +35,7 @@ that it lets through with status ``"unknown"``.
 
 from __future__ import annotations
 
+import enum
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -41,7 +53,7 @@ from moica_auth.exceptions import (
     RevocationUnavailable,
 )
 from moica_auth.revocation.ocsp import responder_url_of
-from moica_auth.revocation.types import CertStatus, RevocationSource
+from moica_auth.revocation.types import CertStatus, RevocationResult, RevocationSource
 from moica_auth.validation.chain import ValidatedChain
 
 __all__ = [
@@ -49,12 +61,22 @@ __all__ = [
     "RevocationChecker",
     "RevocationPolicy",
     "RevocationResult",
-    "needs_status",
+    "RevocationRule",
+    "declares_status",
 ]
 
 logger = logging.getLogger(__name__)
 
 KNOWN_SOURCES: frozenset[str] = frozenset({"ocsp", "crl"})
+
+
+class RevocationRule(enum.StrEnum):
+    """When a certificate of the chain must have an established revocation status."""
+
+    REQUIRED = "required"
+    IF_DECLARED = "if_declared"
+    IF_AVAILABLE = "if_available"
+    NEVER = "never"
 
 
 @dataclass(frozen=True)
@@ -66,19 +88,23 @@ class RevocationPolicy:
     :param soft_fail: when no source answers, let the login through with status
         ``"unknown"`` instead of refusing it. Off by default; turning it on is logged as a
         WARNING here and on every login it lets through.
-    :param timeout: the network timeout, in seconds, that sources built for this policy use
-        (``OcspSource(timeout=policy.timeout)``, the CRL fetcher likewise).
+    :param timeout: the OCSP request timeout, in seconds, that :mod:`moica_auth.services`
+        builds the OCSP source with (``OcspSource(timeout=policy.timeout)``). CRL
+        downloads have their own settings: ``login_fetch_deadline`` on the login path,
+        ``connect_timeout`` / ``read_timeout`` / ``total_timeout`` for the refresher.
     :param crl_grace: how long past its nextUpdate a CRL may still be used (RFC 5280 §5.1.2.5
         leaves this to the relying party); applied by the CRL source built for this policy.
-    :param check_intermediates: also check intermediates that publish a status (see the
-        module docstring); the leaf is always checked.
+    :param leaf: the :class:`RevocationRule` for the end-entity certificate.
+    :param intermediates: the :class:`RevocationRule` for every certificate between the
+        leaf and the anchor (see the module docstring).
     """
 
     order: tuple[str, ...] = ("ocsp", "crl")
     soft_fail: bool = False
     timeout: float = 3.0
     crl_grace: timedelta = field(default_factory=lambda: timedelta(hours=0))
-    check_intermediates: bool = True
+    leaf: RevocationRule = RevocationRule.REQUIRED
+    intermediates: RevocationRule = RevocationRule.IF_AVAILABLE
 
     def __post_init__(self) -> None:
         order = tuple(self.order)
@@ -97,6 +123,25 @@ class RevocationPolicy:
         if self.crl_grace < timedelta(0):
             raise ConfigurationError("crl_grace must not be negative")
         object.__setattr__(self, "order", order)
+        for role in ("leaf", "intermediates"):
+            value = getattr(self, role)
+            try:
+                object.__setattr__(self, role, RevocationRule(value))
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"revocation rule for {role} must be one of "
+                    f"{[r.value for r in RevocationRule]}, not {value!r}"
+                ) from exc
+        if self.leaf is RevocationRule.NEVER:
+            raise ConfigurationError(
+                "the leaf's revocation rule cannot be 'never'; to check no revocation at "
+                "all, configure no revocation checker (MOICA_AUTH_REVOCATION = None)"
+            )
+        if self.intermediates is RevocationRule.NEVER:
+            logger.warning(
+                "Revocation of intermediate CA certificates is NOT checked "
+                "(intermediates='never'): a revoked CA would still be accepted."
+            )
         if self.soft_fail:
             logger.warning(
                 "Revocation soft-fail is ENABLED: logins will be accepted when no revocation "
@@ -104,27 +149,9 @@ class RevocationPolicy:
             )
 
 
-@dataclass(frozen=True)
-class RevocationResult:
-    """The outcome of a check that did not refuse the chain.
-
-    ``status`` is ``"good"``, or ``"unknown"`` only when ``soft_fail`` let an unanswered
-    check through. ``source``, ``this_update`` and ``next_update`` describe the leaf's
-    answer (``None`` when it had none). ``per_certificate`` holds one answer per certificate
-    that got one, leaf first.
-    """
-
-    status: str
-    source: str | None
-    checked_at: datetime
-    this_update: datetime | None
-    next_update: datetime | None
-    per_certificate: tuple[CertStatus, ...]
-
-
-def needs_status(certificate: x509.Certificate) -> bool:
-    """Does this intermediate publish a status: a CRLDP (RFC 5280 §4.2.1.13) or an OCSP
-    responder in its AIA (RFC 5280 §4.2.2.1)?"""
+def declares_status(certificate: x509.Certificate) -> bool:
+    """Does this certificate declare where its status is published: a CRLDP
+    (RFC 5280 §4.2.1.13) or an OCSP responder in its AIA (RFC 5280 §4.2.2.1)?"""
     try:
         certificate.extensions.get_extension_for_class(x509.CRLDistributionPoints)
         return True
@@ -152,6 +179,11 @@ class RevocationChecker:
         self.policy = policy
         self.sources = {name: sources[name] for name in policy.order}
 
+    @property
+    def soft_fail(self) -> bool:
+        """Whether this checker may return status ``"unknown"`` (the policy's opt-in)."""
+        return self.policy.soft_fail
+
     def check(self, chain: ValidatedChain, *, at: datetime | None = None) -> RevocationResult:
         """Check the chain's revocation status at ``at`` (aware; default now; a naive
         datetime raises ``ValueError``).
@@ -167,11 +199,12 @@ class RevocationChecker:
         certs = chain.chain
         if len(certs) < 2:
             raise RevocationUnavailable("the chain has no issuer to check the leaf against")
-        pairs: list[tuple[str, x509.Certificate, x509.Certificate]] = [("leaf", certs[0], certs[1])]
-        if self.policy.check_intermediates:
-            for index in range(1, len(certs) - 1):
-                if needs_status(certs[index]):
-                    pairs.append(("intermediate", certs[index], certs[index + 1]))
+        pairs: list[tuple[str, x509.Certificate, x509.Certificate]] = []
+        for index in range(len(certs) - 1):
+            role = "leaf" if index == 0 else "intermediate"
+            rule = self.policy.leaf if index == 0 else self.policy.intermediates
+            if self._selected(rule, certs[index], certs[index + 1], when):
+                pairs.append((role, certs[index], certs[index + 1]))
 
         answers: list[CertStatus] = []
         leaf_answer: CertStatus | None = None
@@ -187,12 +220,38 @@ class RevocationChecker:
 
         return RevocationResult(
             status="unknown" if unanswered else "good",
+            soft_failed=unanswered,
             source=leaf_answer.source if leaf_answer else None,
             checked_at=when,
             this_update=leaf_answer.this_update if leaf_answer else None,
             next_update=leaf_answer.next_update if leaf_answer else None,
             per_certificate=tuple(answers),
         )
+
+    def _selected(
+        self,
+        rule: RevocationRule,
+        certificate: x509.Certificate,
+        issuer: x509.Certificate,
+        at: datetime,
+    ) -> bool:
+        """Does ``rule`` require a status for ``certificate``?"""
+        if rule is RevocationRule.NEVER:
+            return False
+        if rule is RevocationRule.REQUIRED or declares_status(certificate):
+            return True
+        if rule is RevocationRule.IF_DECLARED:
+            return False
+        for name, source in self.sources.items():
+            try:
+                if source.knows_issuer(certificate=certificate, issuer=issuer, at=at):
+                    return True
+            except MoicaAuthError as exc:
+                # Cannot tell whether something is known (the store is down): check it,
+                # which then fails closed unless another source answers.
+                logger.info("revocation source %s cannot tell what it knows: %s", name, exc.code)
+                return True
+        return False
 
     def _one(
         self, role: str, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime

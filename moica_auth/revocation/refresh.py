@@ -6,23 +6,23 @@ recorded next to it instead. :meth:`CrlRefresher.start_background` refreshes ahe
 nextUpdate in a daemon thread; a fleet-wide lock in the index store keeps one node
 downloading a given URL at a time.
 
-:func:`refresher_from_settings` builds the whole thing from
-``settings.MOICA_AUTH_REVOCATION`` (keys documented in ``docs/revocation.md``).
+:mod:`moica_auth.services` builds the one refresher of a process from
+``MOICA_AUTH_REVOCATION`` (:attr:`Services.crl_refresher`); this module reads no settings.
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 
 from moica_auth.exceptions import (
     ConfigurationError,
@@ -34,29 +34,30 @@ from moica_auth.revocation.crl import (
     DEFAULT_CRL_HASHES,
     DEFAULT_SKEW,
     CrlFetcher,
-    CrlSource,
     HttpCrlFetcher,
     certificate_crl_urls,
     key_id,
     parse_crl,
 )
+from moica_auth.revocation.settings import DEFAULT_LOGIN_FETCH_DEADLINE
+from moica_auth.revocation.signers import CrlSignerCandidates
 from moica_auth.revocation.store import (
     CrlInfo,
-    MemoryIndexStore,
-    RedisIndexStore,
     RevocationIndexStore,
 )
 
 __all__ = [
+    "DEFAULT_LOGIN_DEADLINE",
     "BackgroundRefresher",
     "CrlRefresher",
     "RefreshOutcome",
-    "crl_source_from_settings",
-    "index_store_from_settings",
-    "refresher_from_settings",
+    "bounded_fetcher",
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Seconds a login may spend downloading a missing or stale CRL (one attempt, fleet-wide).
+DEFAULT_LOGIN_DEADLINE = DEFAULT_LOGIN_FETCH_DEADLINE
 
 Outcome = Literal["installed", "unchanged", "not_modified", "fresh", "kept", "failed", "busy"]
 
@@ -91,6 +92,14 @@ class CrlRefresher:
     have validated them to the same trust anchor. URLs come from ``urls`` and from the
     cRLDistributionPoints of ``certificates`` (e.g. the MOICA CA certificates, whose
     CRLDP names the GRCA CRL).
+
+    ``fetcher`` serves the background refresher and the admin command (long timeouts: a
+    complete MOICA CRL is ~20 MB). A login that finds no current CRL gets at most one
+    bounded attempt instead (:meth:`refresh_for`): ``login_fetcher``, whose overall
+    deadline is ``login_deadline`` seconds (default: an :class:`HttpCrlFetcher` with that
+    deadline), taken only by the worker that wins the fleet-wide lock. The back-off after
+    a failed download is read from the shared store, so no other worker retries it
+    before ``retry_interval``.
     """
 
     def __init__(
@@ -110,8 +119,18 @@ class CrlRefresher:
         skew: timedelta = DEFAULT_SKEW,
         clock: Callable[[], datetime] | None = None,
         allowed_hashes: frozenset[str] = DEFAULT_CRL_HASHES,
+        login_deadline: float = DEFAULT_LOGIN_DEADLINE,
+        login_fetcher: CrlFetcher | None = None,
+        signer_candidates: CrlSignerCandidates | None = None,
     ) -> None:
+        self.signer_candidates = signer_candidates
+        if not login_deadline > 0:
+            raise ConfigurationError("login_deadline must be a positive number of seconds")
         self.fetcher = fetcher
+        self.login_deadline = login_deadline
+        if login_fetcher is None:
+            login_fetcher = bounded_fetcher(fetcher, login_deadline)
+        self.login_fetcher = login_fetcher
         self.store = store
         self.issuers = tuple(issuers)
         self.crl_signers = tuple(crl_signers)
@@ -138,6 +157,11 @@ class CrlRefresher:
         after ``retry_interval``.
         """
         checked = self._checked.get(url) if url else None
+        failed = self.store.last_error(url) if url else None
+        if failed is not None and timedelta(0) <= now - failed[1] < self.retry_interval:
+            # Shared back-off: a download that failed on any worker of the fleet is not
+            # tried again by another one before retry_interval.
+            return False
         if checked is not None and now - checked < self.retry_interval:
             # Back off after any attempt: during an outage, fetch-on-miss logins must
             # not queue behind one download timeout after another.
@@ -157,11 +181,13 @@ class CrlRefresher:
         force: bool = True,
         wait: float = 0.0,
         extra_issuers: Sequence[x509.Certificate] = (),
+        fetcher: CrlFetcher | None = None,
     ) -> RefreshOutcome:
         """Refresh one URL under the fleet-wide lock ``refresh:{url}``.
 
         Never raises for a bad download: the error is recorded in the store and
-        returned; the last good CRL stays installed. Store outages do raise
+        returned; the last good CRL stays installed. ``fetcher`` overrides
+        :attr:`fetcher` for this call (the login path's bounded one). Store outages do raise
         (:class:`~moica_auth.exceptions.StoreUnavailable`).
         """
         with self.store.lock(f"refresh:{url}", self.lock_ttl, wait=wait) as acquired:
@@ -175,7 +201,7 @@ class CrlRefresher:
             # Conditional GET only against what this URL itself installed.
             cached = current if current is not None and current.url == url else None
             try:
-                fetched = self.fetcher.fetch(
+                fetched = (fetcher or self.fetcher).fetch(
                     url,
                     etag=cached.etag if cached else None,
                     last_modified=cached.last_modified if cached else None,
@@ -202,7 +228,7 @@ class CrlRefresher:
                 parsed = parse_crl(
                     fetched.content,
                     issuers=(*self.issuers, *extra_issuers),
-                    signers=self.crl_signers,
+                    signers=(*self.crl_signers, *self._candidate_signers(fetched.content, now)),
                     at=now,
                     skew=self.skew,
                     url=url,
@@ -235,6 +261,19 @@ class CrlRefresher:
             )
             return self._failed(url, older, now, installed, "kept")
 
+    def _candidate_signers(self, content: bytes, now: datetime) -> list[x509.Certificate]:
+        """The candidate CRL signers named by this CRL that are valid and not revoked
+        now (RFC 5280 §6.3.3 (f)); none when there are no candidates."""
+        if not self.signer_candidates:
+            return []
+        try:
+            crl = x509.load_der_x509_crl(content)
+            if not self.signer_candidates.named(crl):
+                return []
+        except ValueError:
+            return []  # parse_crl refuses it with the reason
+        return self.signer_candidates.validated_for(crl, at=now)
+
     def _failed(
         self,
         url: str,
@@ -255,14 +294,39 @@ class CrlRefresher:
         return [self.refresh(url, force=force) for url in self.urls]
 
     def refresh_for(self, *, certificate: x509.Certificate, issuer: x509.Certificate) -> None:
-        """Fetch the CRLs one certificate names (``fetch_on_miss``), partition first.
+        """One bounded attempt at the CRLs one certificate names (``fetch_on_miss``, on
+        the login path), partition first.
 
-        Waits on the per-URL lock, so a burst of logins after a restart downloads
-        each CRL once; a waiter then finds it fresh and fetches nothing.
+        Never waits on the fleet-wide lock: when another worker is downloading a URL,
+        this login answers at once from what the index holds (fail closed) rather than
+        queueing. The worker that takes the lock downloads with :attr:`login_fetcher`
+        within one overall deadline, :attr:`login_deadline`, shared by the certificate's
+        URLs (partition first). When any of them failed within ``retry_interval`` on any
+        worker (shared back-off), nothing is downloaded.
         """
-        for url in certificate_crl_urls(certificate):
-            outcome = self.refresh(url, force=False, wait=self.lock_ttl, extra_issuers=(issuer,))
-            if outcome.ok and outcome.outcome != "busy":
+        urls = certificate_crl_urls(certificate)
+        now = self.clock()
+        for url in urls:
+            failed = self.store.last_error(url)
+            if failed is not None and timedelta(0) <= now - failed[1] < self.retry_interval:
+                # This CA's CRL server failed a moment ago (on any worker): a login does
+                # not try its other URLs either; the background refresher will.
+                return
+        ends = time.monotonic() + self.login_deadline
+        for url in urls:
+            remaining = ends - time.monotonic()
+            if remaining <= 0.05:
+                return
+            outcome = self.refresh(
+                url,
+                force=False,
+                wait=0.0,
+                extra_issuers=(issuer,),
+                fetcher=bounded_fetcher(self.login_fetcher, remaining),
+            )
+            if outcome.outcome == "busy":
+                return  # another worker is at it; this login does not queue behind it
+            if outcome.ok and outcome.outcome != "fresh":
                 return
 
     def status(self) -> list[CrlInfo]:
@@ -286,6 +350,19 @@ class CrlRefresher:
         worker = BackgroundRefresher(self, interval)
         worker.start()
         return worker
+
+
+def bounded_fetcher(fetcher: CrlFetcher, deadline: float) -> CrlFetcher:
+    """A copy of ``fetcher`` whose connect, read and overall timeouts are at most
+    ``deadline`` seconds (the watchdog also cuts off slow headers). A fetcher of another
+    type cannot be bounded from outside and is returned as is."""
+    if not isinstance(fetcher, HttpCrlFetcher):
+        return fetcher
+    bounded = copy.copy(fetcher)  # keeps a subclass's behaviour, e.g. a URL rewrite
+    bounded.connect_timeout = min(fetcher.connect_timeout, deadline)
+    bounded.read_timeout = min(fetcher.read_timeout, deadline)
+    bounded.total_timeout = min(fetcher.total_timeout, deadline)
+    return bounded
 
 
 class BackgroundRefresher:
@@ -317,176 +394,3 @@ class BackgroundRefresher:
     @property
     def alive(self) -> bool:
         return self._thread.is_alive()
-
-
-# --- construction from Django settings ------------------------------------------------
-
-#: The ``MOICA_AUTH_REVOCATION`` keys this module reads (documented in docs/revocation.md);
-#: other keys (``order``, ``soft_fail``, …) belong to the policy and are ignored here.
-CRL_SETTING_KEYS = (
-    "crl_urls",
-    "crl_urls_from_issuers",
-    "issuer_certificates",
-    "crl_signer_certificates",
-    "redis_url",
-    "redis_prefix",
-    "grace_seconds",
-    "fetch_on_miss",
-    "background_refresh_seconds",
-    "connect_timeout",
-    "read_timeout",
-    "total_timeout",
-    "max_bytes",
-    "refresh_margin_seconds",
-    "max_age_seconds",
-    "min_interval_seconds",
-    "retry_interval_seconds",
-    "lock_ttl_seconds",
-    "skew_seconds",
-)
-
-
-def _settings() -> dict[str, Any]:
-    """``settings.MOICA_AUTH_REVOCATION`` with the project-wide defaults filled in.
-
-    ``issuer_certificates`` defaults to the trust store's certificates (anchors and
-    intermediates, see :mod:`moica_auth.services`), ``redis_url`` to
-    ``MOICA_AUTH_REDIS_URL``, ``grace_seconds`` to the policy's ``crl_grace``.
-    """
-    from django.conf import settings  # lazily: the core imports no Django settings
-
-    raw = getattr(settings, "MOICA_AUTH_REVOCATION", None)
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise ConfigurationError("settings.MOICA_AUTH_REVOCATION must be a dict")
-    config = dict(raw)
-    if "issuer_certificates" not in config:
-        from moica_auth.services import trust_store  # Django side, only when configured so
-
-        config["issuer_certificates"] = list(trust_store().certificates)
-    redis_url = getattr(settings, "MOICA_AUTH_REDIS_URL", None)
-    if "redis_url" not in config and redis_url:
-        config["redis_url"] = redis_url
-    if "grace_seconds" not in config and "crl_grace" in config:
-        config["grace_seconds"] = config["crl_grace"]
-    return config
-
-
-def _load_certificates(items: Sequence[Any]) -> list[x509.Certificate]:
-    out: list[x509.Certificate] = []
-    for item in items:
-        if isinstance(item, x509.Certificate):
-            out.append(item)
-            continue
-        if isinstance(item, bytes):
-            data = item
-        elif isinstance(item, str) and "-----BEGIN" in item:
-            data = item.encode()
-        else:
-            try:
-                data = Path(item).read_bytes()
-            except OSError as exc:
-                raise ConfigurationError(f"cannot read CA certificate {item!r}") from exc
-        try:
-            if b"-----BEGIN" in data:
-                out.extend(x509.load_pem_x509_certificates(data))
-            else:
-                out.append(x509.load_der_x509_certificate(data))
-        except ValueError as exc:
-            raise ConfigurationError(f"unreadable CA certificate {item!r}") from exc
-    return out
-
-
-def index_store_from_settings(config: Mapping[str, Any] | None = None) -> RevocationIndexStore:
-    """``redis_url`` set → :class:`RedisIndexStore`, else a process-local store."""
-    config = _settings() if config is None else config
-    url = config.get("redis_url")
-    if url:
-        prefix = str(config.get("redis_prefix", "moica:crl"))
-        return RedisIndexStore.from_url(str(url), prefix=prefix)
-    return MemoryIndexStore()
-
-
-def _marker(config: Mapping[str, Any]) -> str:
-    """What identifies a configuration: only the keys read here, certificates by hash."""
-
-    def norm(value: Any) -> Any:
-        if isinstance(value, x509.Certificate):
-            return value.fingerprint(hashes.SHA256()).hex()
-        if isinstance(value, list | tuple):
-            return [norm(v) for v in value]
-        return repr(value)
-
-    return repr([(k, norm(config[k])) for k in CRL_SETTING_KEYS if k in config])
-
-
-_SHARED: dict[str, CrlRefresher] = {}
-_WORKERS: dict[str, BackgroundRefresher] = {}
-_SHARED_LOCK = threading.Lock()
-
-
-def refresher_from_settings(
-    config: Mapping[str, Any] | None = None, *, fetcher: CrlFetcher | None = None
-) -> CrlRefresher:
-    """Build a :class:`CrlRefresher` from ``settings.MOICA_AUTH_REVOCATION`` (or ``config``).
-
-    Refreshers are shared per process and per configuration, so the refresher, the
-    login-path source and the background thread of one process use one index (which
-    matters for the process-local :class:`MemoryIndexStore`). An explicit ``fetcher``
-    builds a private refresher (tests).
-    """
-    config = _settings() if config is None else config
-    if fetcher is not None:
-        return _build(config, fetcher)
-    marker = _marker(config)
-    with _SHARED_LOCK:
-        if marker not in _SHARED:
-            _SHARED[marker] = _build(config, None)
-        refresher = _SHARED[marker]
-        interval = float(config.get("background_refresh_seconds") or 0)
-        if interval > 0 and marker not in _WORKERS:
-            _WORKERS[marker] = refresher.start_background(interval)
-        return refresher
-
-
-def _build(config: Mapping[str, Any], fetcher: CrlFetcher | None) -> CrlRefresher:
-    issuers = _load_certificates(config.get("issuer_certificates", ()))
-    if not issuers:
-        raise ConfigurationError(
-            "MOICA_AUTH_REVOCATION['issuer_certificates'] must list the CA certificates "
-            "(MOICA G2/G3, GRCA G2/G3) whose CRLs are accepted"
-        )
-    urls = list(config.get("crl_urls", ()))
-    return CrlRefresher(
-        fetcher=fetcher
-        or HttpCrlFetcher(
-            connect_timeout=float(config.get("connect_timeout", 5.0)),
-            read_timeout=float(config.get("read_timeout", 30.0)),
-            total_timeout=float(config.get("total_timeout", 120.0)),
-            max_bytes=int(config.get("max_bytes", 64 * 1024 * 1024)),
-        ),
-        store=index_store_from_settings(config),
-        issuers=issuers,
-        urls=urls,
-        certificates=issuers if config.get("crl_urls_from_issuers", True) else (),
-        crl_signers=_load_certificates(config.get("crl_signer_certificates", ())),
-        refresh_margin=timedelta(seconds=float(config.get("refresh_margin_seconds", 7200))),
-        max_age=timedelta(seconds=float(config.get("max_age_seconds", 21600))),
-        min_interval=timedelta(seconds=float(config.get("min_interval_seconds", 900))),
-        retry_interval=timedelta(seconds=float(config.get("retry_interval_seconds", 30))),
-        lock_ttl=float(config.get("lock_ttl_seconds", 300)),
-        skew=timedelta(seconds=float(config.get("skew_seconds", 300))),
-    )
-
-
-def crl_source_from_settings(config: Mapping[str, Any] | None = None) -> CrlSource:
-    """The login-path :class:`CrlSource`, sharing the refresher's index store."""
-    config = _settings() if config is None else config
-    refresher = refresher_from_settings(config)
-    return CrlSource(
-        store=refresher.store,
-        grace=timedelta(seconds=float(config.get("grace_seconds", 0))),
-        refresher=refresher,
-        fetch_on_miss=bool(config.get("fetch_on_miss", False)),
-    )

@@ -33,7 +33,7 @@ from typing import Any, Protocol, cast
 import redis
 
 from moica_auth.exceptions import StoreUnavailable
-from moica_auth.revocation.crl import ParsedCrl, RevokedEntry, decode_entry
+from moica_auth.revocation.crl_index import ParsedCrl, RevokedEntry, decode_entry
 
 __all__ = [
     "CrlInfo",

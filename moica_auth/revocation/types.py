@@ -10,6 +10,8 @@ from cryptography import x509
 
 Status = Literal["good", "revoked", "hold"]
 SourceName = Literal["crl", "ocsp"]
+#: What a check that did not refuse the chain concluded (see :class:`RevocationResult`).
+ResultStatus = Literal["good", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -43,3 +45,39 @@ class RevocationSource(Protocol):
     def status(
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
     ) -> CertStatus: ...
+
+    def knows_issuer(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> bool:
+        """Does this source hold status information from ``issuer`` that covers
+        ``certificate`` (fresh or not), without any network access? Used by
+        :attr:`~moica_auth.revocation.policy.RevocationRule.IF_AVAILABLE`."""
+        ...
+
+
+@dataclass(frozen=True)
+class RevocationResult:
+    """The outcome of a revocation check that did not refuse the chain.
+
+    ``status`` is ``"good"``, or ``"unknown"`` only when the policy's ``soft_fail`` let
+    an unanswered check through (``soft_failed`` is then ``True``). ``source``,
+    ``this_update`` and ``next_update`` describe the leaf's answer (``None`` when it had
+    none; a custom checker may name another source). ``per_certificate`` holds one
+    answer per certificate that got one, leaf first. A revoked or suspended certificate
+    is never a result: the checker raises instead.
+    """
+
+    status: ResultStatus
+    source: str | None
+    checked_at: datetime
+    this_update: datetime | None = None
+    next_update: datetime | None = None
+    per_certificate: tuple[CertStatus, ...] = ()
+    soft_failed: bool = False
+
+    def __post_init__(self) -> None:
+        # Held here, once: no consumer has to interpret another status.
+        if self.status not in ("good", "unknown"):
+            raise ValueError(f"a revocation result is 'good' or 'unknown', not {self.status!r}")
+        if (self.status == "unknown") != self.soft_failed:
+            raise ValueError("status 'unknown' exists only under soft-fail, and only there")

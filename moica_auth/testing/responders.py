@@ -54,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, paddin
 from cryptography.hazmat.primitives.asymmetric.types import CertificateIssuerPrivateKeyTypes
 from cryptography.x509 import ocsp
 
+from moica_auth._x509 import key_digest
 from moica_auth.testing.httpserver import (
     ServerWithDaemonThreads,
     StartStopContext,
@@ -127,7 +128,7 @@ def _naive_utc(value: datetime) -> datetime:
 
 
 def _key_hash(certificate: x509.Certificate) -> bytes:
-    return x509.SubjectKeyIdentifier.from_public_key(certificate.public_key()).digest
+    return key_digest(certificate)
 
 
 @functools.cache

@@ -1,7 +1,7 @@
 """``manage.py moica_revocation refresh [--issuer KEYID] [--url URL]`` / ``status``.
 
-Thin: builds the refresher with
-:func:`moica_auth.revocation.refresh.refresher_from_settings` and prints what it did.
+Thin: uses the process's one refresher, :attr:`moica_auth.services.Services.crl_refresher`
+(the same object, and index, as the login path's CRL source), and prints what it did.
 Exit status is non-zero when a refresh failed, so cron and monitoring can alert.
 """
 
@@ -12,7 +12,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from moica_auth.revocation.refresh import refresher_from_settings
+from moica_auth.revocation.refresh import CrlRefresher
+from moica_auth.services import get_services
 
 
 class Command(BaseCommand):
@@ -32,7 +33,11 @@ class Command(BaseCommand):
         sub.add_parser("status", help="show the installed CRLs and the last errors")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        refresher = refresher_from_settings()
+        refresher = get_services().crl_refresher
+        if refresher is None:
+            raise CommandError(
+                'no CRL refresher: MOICA_AUTH_REVOCATION is off or its "order" has no "crl"'
+            )
         if options["action"] == "status":
             self._status(refresher)
             return
@@ -55,7 +60,7 @@ class Command(BaseCommand):
         if failed:
             raise CommandError(f"{failed} CRL refresh(es) failed; the last good CRLs stay")
 
-    def _status(self, refresher: Any) -> None:
+    def _status(self, refresher: CrlRefresher) -> None:
         infos = refresher.status()
         if not infos:
             self.stdout.write("no CRL installed")

@@ -304,7 +304,7 @@ def signing_with_ocsp_fixture(signing: Any, ocsp_server: Any) -> Iterator[Any]:
     signing.MOICA_AUTH_REVOCATION = {
         "order": ["ocsp"],
         "ocsp_url": ocsp_server.url_for("/ocsp"),
-        "check_intermediates": False,
+        "intermediates": "never",
         "timeout": 2.0,
     }
     yield signing

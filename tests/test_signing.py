@@ -29,7 +29,7 @@ from moica_auth.exceptions import (
     TimestampUntrusted,
 )
 from moica_auth.revocation.ocsp import OcspSource
-from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy
+from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationRule
 from moica_auth.signing.evidence import COVERED_FIELDS, verify_evidence, verify_signing
 from moica_auth.signing.request import (
     SignatureRequest,
@@ -89,7 +89,7 @@ def tsa_fixture(tsa_server: TsaServer, tsa_ids: TsaIdentities) -> Iterator[TsaCl
 @pytest.fixture(name="verifier")
 def verifier_fixture(ocsp_pki: TestPKI, server: Any) -> LoginVerifier:
     checker = RevocationChecker(
-        policy=RevocationPolicy(order=("ocsp",), check_intermediates=False),
+        policy=RevocationPolicy(order=("ocsp",), intermediates=RevocationRule.NEVER),
         sources={"ocsp": OcspSource(timeout=CLIENT_TIMEOUT)},
     )
     trust = TrustStore.from_certificates(ocsp_pki.anchors, intermediates=ocsp_pki.intermediates)
@@ -504,7 +504,7 @@ def _crl_verifier(pki: TestPKI, crl_der: bytes) -> LoginVerifier:
     store = MemoryIndexStore()
     assert store.replace(parse_crl(crl_der, issuers=pki.intermediates, at=NOW), fetched_at=NOW)
     checker = RevocationChecker(
-        policy=RevocationPolicy(order=("crl",), check_intermediates=False),
+        policy=RevocationPolicy(order=("crl",), intermediates=RevocationRule.NEVER),
         sources={"crl": CrlSource(store=store)},
     )
     trust = TrustStore.from_certificates(pki.anchors, intermediates=pki.intermediates)

@@ -48,6 +48,8 @@ import redis
 import redis.exceptions
 from redis.backoff import NoBackoff
 from redis.cluster import ClusterNode, RedisCluster
+from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
@@ -55,16 +57,66 @@ from moica_auth.exceptions import ConfigurationError, StoreUnavailable
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "REDIS_ERRORS",
     "KeyValueStore",
+    "LazyCluster",
     "MemoryStore",
     "RedisClient",
     "RedisStore",
+    "is_cluster",
     "redis_client_from_url",
     "store_from_url",
 ]
 
+#: What redis-py raises for an unreachable or failing store. ``RedisClusterException``
+#: (no slots map, no reachable node) is not a ``RedisError`` subclass.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, RedisClusterException)
+
+
+class LazyCluster:
+    """A :class:`~redis.cluster.RedisCluster` made on first use.
+
+    redis-py's cluster client asks the nodes for the slot map in its constructor; made
+    lazily, a cluster that is down at start-up refuses logins (``store_unavailable``)
+    instead of breaking the process, and is found once it answers.
+    """
+
+    PRIMARIES = RedisCluster.PRIMARIES
+
+    def __init__(self, factory: Callable[[], RedisCluster]) -> None:
+        self._factory = factory
+        self._client: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def cluster(self) -> RedisCluster:
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = self._factory()
+                except RedisClusterException as exc:
+                    raise redis.exceptions.ConnectionError(type(exc).__name__) from exc
+            return self._client
+
+    def register_script(self, script: str) -> Script:
+        return Script(self, script)  # type: ignore[arg-type]
+
+    def get_encoder(self) -> Any:
+        # Only used by Script to encode its source text: redis-py's default encoding.
+        from redis._parsers.encoders import Encoder
+
+        return Encoder("utf-8", "strict", False)  # type: ignore[no-untyped-call]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cluster(), name)
+
+
 #: A client for one Redis (possibly found through Sentinel) or for a Redis Cluster.
-RedisClient = redis.Redis | RedisCluster
+RedisClient = redis.Redis | RedisCluster | LazyCluster
+
+
+def is_cluster(client: object) -> bool:
+    return isinstance(client, RedisCluster | LazyCluster)
+
 
 DEFAULT_PREFIX = "moica:"
 
@@ -376,7 +428,7 @@ class RedisStore:
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except redis.exceptions.RedisError as exc:
+        except REDIS_ERRORS as exc:
             # The class name only: redis-py messages may echo the URL (with a password).
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
@@ -418,7 +470,7 @@ class RedisStore:
                     raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
                 # Redis < 6.2: remember, and use the transaction from now on.
                 self._getdel_supported = False
-            except redis.exceptions.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
         return self._take_multi(name)
 
@@ -445,7 +497,7 @@ class RedisStore:
                 # Same programming error as MemoryStore reports, not an outage.
                 raise ValueError(f"value of {key!r} is not an integer counter") from None
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
-        except redis.exceptions.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
     def ttl(self, key: str) -> float | None:
@@ -470,7 +522,7 @@ class RedisStore:
 
 
 def _scan_all(client: RedisClient, pattern: str) -> Iterator[Any]:
-    if isinstance(client, RedisCluster):
+    if is_cluster(client):
         # Every primary holds part of the keys.
         yield from client.scan_iter(match=pattern, target_nodes=RedisCluster.PRIMARIES)
     else:
@@ -559,14 +611,14 @@ def _client_and_kind(url: str, *, socket_timeout: float, retries: int) -> tuple[
         return _sentinel_client(parts.netloc, parts.path, query, ssl, timeouts), True
     if scheme in _CLUSTER_SCHEMES:
         user, password, nodes = _nodes(parts.netloc, 6379)
-        cluster = RedisCluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in nodes],  # type: ignore[no-untyped-call]
-            username=user,
-            password=password,
-            ssl=ssl,
-            **timeouts,
-        )
-        return cluster, True
+        startup = [ClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
+
+        def connect() -> RedisCluster:
+            return RedisCluster(
+                startup_nodes=startup, username=user, password=password, ssl=ssl, **timeouts
+            )
+
+        return LazyCluster(connect), True
     # Never echo the URL: it may carry a password.
     raise ConfigurationError(
         f"unsupported Redis URL scheme {scheme!r}: use one of {', '.join(SCHEMES)}"

@@ -31,11 +31,10 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, cast
 
 import redis
-from redis.cluster import RedisCluster
 
 from moica_auth.exceptions import StoreUnavailable
 from moica_auth.revocation.crl import ParsedCrl, RevokedEntry, decode_entry
-from moica_auth.stores import RedisClient, redis_client_from_url
+from moica_auth.stores import REDIS_ERRORS, RedisClient, is_cluster, redis_client_from_url
 
 __all__ = [
     "CrlInfo",
@@ -382,7 +381,7 @@ def _unavailable_on_redis_error() -> Iterator[None]:
     """A Redis failure inside the block raises StoreUnavailable (see the module docstring)."""
     try:
         yield
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
 
 
@@ -398,7 +397,7 @@ class RedisIndexStore:
     """
 
     def __init__(self, client: RedisClient, *, prefix: str = "moica:crl") -> None:
-        if isinstance(client, RedisCluster) and not _has_hash_tag(prefix):
+        if is_cluster(client) and not _has_hash_tag(prefix):
             prefix = "{" + prefix + "}"
         self.client = client
         self.prefix = prefix

@@ -283,6 +283,20 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
 
 
+# A gunicorn config that profiles the (sync, single-threaded) worker while it serves.
+_PROFILE_CONF = """
+import cProfile
+
+def post_worker_init(worker):
+    worker.profiler = cProfile.Profile()
+    worker.profiler.enable()
+
+def worker_exit(server, worker):
+    worker.profiler.disable()
+    worker.profiler.dump_stats({out!r})
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -290,6 +304,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0, help="load time, about")
     parser.add_argument("--calibrate", type=int, default=200, help="logins of the first round")
+    parser.add_argument(
+        "--sessions",
+        choices=("db", "cache"),
+        default="db",
+        help="Django sessions in PostgreSQL (db, Django's default) or in Redis (cache)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="one sync worker under cProfile; the stats go to FILE (pstats format)",
+    )
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(ROOT))
@@ -325,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             "MOICA_DEMO_STATE": str(state),
             "MOICA_AUTH_ORIGIN": origin,
             "MOICA_AUTH_REDIS_URL": redis_url,
+            "MOICA_BENCH_SESSIONS": args.sessions,
             "PYTHONPATH": str(ROOT),
         }
         subprocess.run(
@@ -333,6 +359,20 @@ def main(argv: list[str] | None = None) -> int:
             check=True,
             cwd=ROOT,
         )
+        extra: list[str] = []
+        if args.profile:
+            config = workdir / "profile_conf.py"
+            config.write_text(_PROFILE_CONF.format(out=str(Path(args.profile).resolve())))
+            extra = [
+                "--config",
+                str(config),
+                "--worker-class",
+                "sync",
+                "--workers",
+                "1",
+                "--threads",
+                "1",
+            ]
         gunicorn = subprocess.Popen(
             [
                 sys.executable,
@@ -351,6 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                 "30",
                 "--log-level",
                 "warning",
+                *extra,
             ],
             env=env,
             cwd=ROOT,
@@ -443,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     b = {q: pct(result["bare"], q) * 1000 for q in (50, 95, 99)}
     print(
         f"gunicorn {args.workers} workers x {args.threads} threads, {args.concurrency} clients, "
-        f"{os.cpu_count()} CPUs, Redis + PostgreSQL on 127.0.0.1"
+        f"{os.cpu_count()} CPUs, Redis + PostgreSQL on 127.0.0.1, sessions in {args.sessions}"
     )
     print(
         f"logins: {result['n']} full logins (challenge + login) in {wall:.1f} s, "
@@ -467,6 +508,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             {
                 "workers": args.workers,
+                "sessions": args.sessions,
                 "threads": args.threads,
                 "concurrency": args.concurrency,
                 "logins": result["n"],

@@ -380,3 +380,44 @@ def test_cluster_store_unavailable_when_no_node_answers() -> None:
     store = store_from_url("redis+cluster://127.0.0.1:1", prefix="gone:")
     with pytest.raises(StoreUnavailable):
         store.get("x")
+
+
+@pytest.mark.django_db
+def test_cluster_logins_use_every_key_family(
+    cluster: ClusterDeployment,
+    moica_settings: Any,
+    responder: ResponderServer,
+    pki: TestPKI,
+    cards: Cards,
+    clock: Any,
+) -> None:
+    """Challenges, abuse counters, the OCSP cache and the CRL index, all on the Cluster."""
+    moica_settings.MOICA_AUTH_REDIS_URL = cluster.url
+    _configure(moica_settings, responder, pki, cards, clock)
+    ca = pki.moica("G3")
+    responder.add_ocsp(issuer=ca.certificate, signer=ca, path="/ocsp-ha")
+    revoked_at = clock()
+    responder.set_status(
+        _serial(cards.alice_renewed),
+        "revoked",
+        revoked_at=revoked_at,
+        reason="key_compromise",
+        path="/ocsp-ha",
+    )
+    moica_settings.MOICA_AUTH_REVOCATION = {
+        **moica_settings.MOICA_AUTH_REVOCATION,
+        "order": ["ocsp", "crl"],
+        "ocsp_url": responder.url_for("/ocsp-ha"),
+    }
+    stream = Stream(cards)
+    for i in range(6):
+        code = stream.login(cards.alice_renewed if i % 2 else cards.alice)
+        assert code == ("certificate_revoked" if i % 2 else "ok")
+    client: Any = redis_client_from_url(cluster.url)
+    prefix = moica_settings.MOICA_AUTH_STORE_PREFIX
+    keys = {k.decode() for k in client.scan_iter(match=prefix + "*", target_nodes=client.PRIMARIES)}
+    families = {key[len(prefix) :].split(":", 1)[0] for key in keys}
+    assert {"challenge-issued", "rl", "ocsp"} <= families, families
+    assert RedisIndexStore.from_url(cluster.url).all_info()  # the CRL index, on its slot
+    # Keys of the store spread over more than one master: it is a real cluster run.
+    assert len({client.keyslot(k) for k in keys}) > 1

@@ -421,3 +421,18 @@ def test_cluster_logins_use_every_key_family(
     assert RedisIndexStore.from_url(cluster.url).all_info()  # the CRL index, on its slot
     # Keys of the store spread over more than one master: it is a real cluster run.
     assert len({client.keyslot(k) for k in keys}) > 1
+
+
+@pytest.mark.django_db
+def test_check_warns_when_the_fence_is_off(
+    sentinel: SentinelDeployment, moica_settings: Any
+) -> None:
+    from moica_auth.checks import check_settings
+
+    def ids() -> set[str]:
+        return {m.id for m in check_settings() if m.id}
+
+    moica_settings.MOICA_AUTH_REDIS_URL = sentinel.url
+    assert "moica_auth.W030" not in ids() and "moica_auth.E005" not in ids()
+    moica_settings.MOICA_AUTH_REDIS_URL = sentinel.url + "?fence=no"
+    assert "moica_auth.W030" in ids()

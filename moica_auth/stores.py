@@ -40,9 +40,18 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, cast, runtime_checkable
-from urllib.parse import SplitResult, parse_qs, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import (
+    SplitResult,
+    parse_qs,
+    parse_qsl,
+    quote,
+    unquote,
+    urlencode,
+    urlsplit,
+    urlunsplit,
+)
 
 import redis
 import redis.exceptions
@@ -65,6 +74,7 @@ __all__ = [
     "RedisStore",
     "is_cluster",
     "redis_client_from_url",
+    "redis_url_from_mapping",
     "store_from_url",
 ]
 
@@ -656,6 +666,57 @@ def _sentinel_client(
         service, db=db, username=user, password=password, ssl=ssl, check_connection=True
     )
     return cast(redis.Redis, master)
+
+
+def redis_url_from_mapping(config: Mapping[str, Any]) -> str:
+    """The URL of a structured ``MOICA_AUTH_REDIS_URL``.
+
+    ``{"sentinels": [("10.0.0.11", 26379), …], "master": "moica", "db": 0}`` or
+    ``{"cluster": [("10.0.0.21", 6379), …]}``, with optional ``"username"``,
+    ``"password"``, ``"sentinel_password"`` (Sentinel only), ``"tls"`` (bool) and
+    ``"fence"`` (bool). Unknown keys are refused, so a typo cannot silently drop an option.
+    """
+    known = {"sentinels", "cluster", "master", "db", "username", "password"}
+    known |= {"sentinel_password", "tls", "fence"}
+    unknown = set(config) - known
+    if unknown:
+        raise ConfigurationError(f"unknown MOICA_AUTH_REDIS_URL keys: {sorted(unknown)}")
+    if ("sentinels" in config) == ("cluster" in config):
+        raise ConfigurationError('MOICA_AUTH_REDIS_URL takes either "sentinels" or "cluster"')
+    kind = "sentinel" if "sentinels" in config else "cluster"
+    nodes: list[str] = []
+    for node in config["sentinels" if kind == "sentinel" else "cluster"]:
+        if not isinstance(node, list | tuple) or len(node) != 2:
+            raise ConfigurationError("each Redis node is a (host, port) pair")
+        host, port = str(node[0]), node[1]
+        if not isinstance(port, int) or isinstance(port, bool):
+            raise ConfigurationError("a Redis node's port must be an integer")
+        nodes.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    if not nodes:
+        raise ConfigurationError("name at least one Redis node")
+    creds = ""
+    if config.get("username") or config.get("password"):
+        creds = quote(str(config.get("username") or ""), safe="")
+        if config.get("password"):
+            creds += ":" + quote(str(config["password"]), safe="")
+        creds += "@"
+    scheme = ("rediss+" if config.get("tls") else "redis+") + kind
+    path = ""
+    if kind == "sentinel":
+        master = config.get("master")
+        if not isinstance(master, str) or not master:
+            raise ConfigurationError('a Sentinel MOICA_AUTH_REDIS_URL needs "master"')
+        db = config.get("db", 0)
+        if not isinstance(db, int) or isinstance(db, bool) or db < 0:
+            raise ConfigurationError("the Redis database is a non-negative integer")
+        path = "/" + quote(master, safe="") + f"/{db}"
+    query: dict[str, str] = {}
+    if kind == "sentinel" and config.get("sentinel_password"):
+        query["sentinel_password"] = str(config["sentinel_password"])
+    if "fence" in config:
+        query["fence"] = "yes" if config["fence"] else "no"
+    tail = "?" + urlencode(query) if query else ""
+    return f"{scheme}://{creds}{','.join(nodes)}{path}{tail}"
 
 
 def redis_client_from_url(

@@ -436,3 +436,66 @@ def test_check_warns_when_the_fence_is_off(
     assert "moica_auth.W030" not in ids() and "moica_auth.E005" not in ids()
     moica_settings.MOICA_AUTH_REDIS_URL = sentinel.url + "?fence=no"
     assert "moica_auth.W030" in ids()
+
+
+def test_structured_setting_becomes_the_same_url() -> None:
+    from moica_auth.stores import redis_url_from_mapping
+
+    url = redis_url_from_mapping(
+        {
+            "sentinels": [("10.0.0.1", 26380), ("::1", 26379)],
+            "master": "portal",
+            "db": 3,
+            "username": "user",
+            "password": "s@cret/x",
+            "sentinel_password": "p&q",
+            "tls": True,
+        }
+    )
+    assert url.startswith("rediss+sentinel://user:s%40cret%2Fx@10.0.0.1:26380,[::1]:26379/")
+    client: Any = redis_client_from_url(url)
+    pool = client.connection_pool
+    assert (pool.service_name, pool.connection_kwargs["db"]) == ("portal", 3)
+    assert pool.connection_kwargs["password"] == "s@cret/x"
+    sentinel_kwargs = pool.sentinel_manager.sentinels[0].connection_pool.connection_kwargs
+    assert sentinel_kwargs["password"] == "p&q"
+    cluster = redis_url_from_mapping({"cluster": [("h1", 7000), ("h2", 7001)], "fence": False})
+    assert cluster == "redis+cluster://h1:7000,h2:7001?fence=no"
+    assert not RedisStore.from_url(cluster).fenced
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {},
+        {"sentinels": [("h", 1)], "cluster": [("h", 2)], "master": "m"},
+        {"sentinels": [("h", 1)]},  # no master
+        {"sentinels": [("h", "1")], "master": "m"},
+        {"sentinels": [], "master": "m"},
+        {"sentinels": [("h", 1)], "master": "m", "db": -1},
+        {"cluster": [("h", 1)], "pasword": "typo"},
+        {"cluster": ["h:1"]},
+    ],
+)
+def test_structured_setting_refuses_bad_shapes(config: dict[str, Any]) -> None:
+    from moica_auth.stores import redis_url_from_mapping
+
+    with pytest.raises(ConfigurationError):
+        redis_url_from_mapping(config)
+
+
+@pytest.mark.django_db
+def test_structured_setting_reaches_the_stores(
+    sentinel: SentinelDeployment, moica_settings: Any
+) -> None:
+    from moica_auth.conf import app_settings
+
+    moica_settings.MOICA_AUTH_REDIS_URL = {
+        "sentinels": [("127.0.0.1", s.port) for s in sentinel.sentinels],
+        "master": "moica",
+    }
+    assert app_settings.REDIS_URL is not None
+    store = get_services().store
+    assert isinstance(store, RedisStore) and store.fenced
+    store.set("structured", b"1", ttl=5)
+    assert store.get("structured") == b"1"

@@ -366,6 +366,10 @@ def _settings() -> dict[str, Any]:
 
         config["issuer_certificates"] = list(trust_store().certificates)
     redis_url = getattr(settings, "MOICA_AUTH_REDIS_URL", None)
+    if isinstance(redis_url, Mapping):  # the structured form (Sentinel, Cluster)
+        from moica_auth.stores import redis_url_from_mapping
+
+        redis_url = redis_url_from_mapping(redis_url)
     if "redis_url" not in config and redis_url:
         config["redis_url"] = redis_url
     if "grace_seconds" not in config and "crl_grace" in config:

@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['errors']} non-200 answers"
     )
     print(
-        f"  logins/s (full):       {logins_per_s:8.1f}  (the bare requests' share of the time left out)"
+        f"  logins/s (full):       {logins_per_s:8.1f}  (bare requests' share left out)"
     )
     print(f"  logins/s (raw):        {result['n'] / wall:8.1f}  (logins / all the timed wall time)")
     print(f"  full login  p50/p95/p99: {p[50]:6.1f} / {p[95]:6.1f} / {p[99]:6.1f} ms")

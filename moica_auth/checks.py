@@ -197,6 +197,29 @@ def _check_redis() -> list[CheckMessage]:
     return []
 
 
+def _check_redis_fence() -> list[CheckMessage]:
+    """A replicated store (Sentinel, Cluster) without the failover fence (see stores.py)."""
+    from moica_auth.stores import RedisStore, store_from_url
+
+    url = app_settings.REDIS_URL
+    if not url or "+" not in url.split(":", 1)[0]:
+        return []
+    try:
+        store = store_from_url(url, prefix=app_settings.STORE_PREFIX)
+    except MoicaAuthError:
+        return []  # reported by E005
+    if isinstance(store, RedisStore) and not store.fenced:
+        return [
+            Warning(
+                "MOICA_AUTH_REDIS_URL names a replicated Redis with fence=no: after a "
+                "failover, a challenge already used on the old master may be accepted again.",
+                hint="Remove fence=no from MOICA_AUTH_REDIS_URL.",
+                id="moica_auth.W030",
+            )
+        ]
+    return []
+
+
 def _index(items: Sequence[str], name: str) -> int | None:
     return items.index(name) if name in items else None
 
@@ -343,6 +366,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages += _check_anchors()
     messages += _check_revocation()
     messages += _check_redis()
+    messages += _check_redis_fence()
     messages += _check_middleware()
     messages += _check_backend()
     messages += _check_confirmation()

@@ -166,9 +166,16 @@ class AppSettings:
     def REDIS_URL(self) -> str | None:
         """Redis for challenges, rate limits and revocation caches; ``None`` = in-process.
 
+        A URL (``redis://``, ``redis+sentinel://``, ``redis+cluster://`` …) or a dict, see
+        :func:`moica_auth.stores.redis_url_from_mapping`.
+
         In-process stores only work with a single server process.
         """
         value = _get("REDIS_URL", None)
+        if isinstance(value, Mapping):  # Sentinel or Cluster as a dict (see stores.py)
+            from moica_auth.stores import redis_url_from_mapping
+
+            return redis_url_from_mapping(value)
         return str(value) if value else None
 
     @property

@@ -6,7 +6,8 @@ One protocol, :class:`KeyValueStore`, and two implementations:
   correct only when a single process serves the site (one worker), because a challenge
   issued by one process cannot be consumed by another.
 * :class:`RedisStore`: redis-py against a shared Redis (>= 6.2 preferred; older servers
-  work through fall-backs). Use it whenever more than one process serves logins.
+  work through fall-backs), a Redis Sentinel deployment or a Redis Cluster. Use it
+  whenever more than one process serves logins.
 
 The operations are the few that security code needs to be race-free:
 
@@ -20,6 +21,15 @@ Both stores fail closed. Any Redis failure (connection refused, timeout, a serve
 error) is raised as :class:`~moica_auth.exceptions.StoreUnavailable`, never swallowed
 into a "not found" that could let a replayed challenge or an unchecked certificate through.
 
+Replicated deployments (Sentinel, Cluster) replicate asynchronously: a write the old
+master acknowledged may be missing on the replica promoted in its place. A challenge
+taken on the old master could then still exist on the new one and be accepted twice.
+:class:`RedisStore` with ``fence=True`` (the default for Sentinel and Cluster URLs)
+therefore stamps every value it writes with the master's replication id
+(``master_replid``, which a promotion always changes) and reads a value stamped by
+another master as absent: after a failover, challenges issued before it are
+``challenge_unknown``, never reusable.
+
 TTLs are seconds as ``float`` and must be positive. Programming errors (a non-positive
 TTL, an empty key, a non-``bytes`` value, ``incr`` on a value that is not an integer) raise
 ``ValueError``/``TypeError`` in both stores, never ``StoreUnavailable``.
@@ -30,24 +40,93 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol, cast, runtime_checkable
-from urllib.parse import urlsplit
+from urllib.parse import (
+    SplitResult,
+    parse_qs,
+    parse_qsl,
+    quote,
+    unquote,
+    urlencode,
+    urlsplit,
+    urlunsplit,
+)
 
 import redis
 import redis.exceptions
 from redis.backoff import NoBackoff
+from redis.cluster import ClusterNode, RedisCluster
+from redis.commands.core import Script
+from redis.exceptions import RedisClusterException
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from moica_auth.exceptions import ConfigurationError, StoreUnavailable
 
 __all__ = [
     "DEFAULT_PREFIX",
+    "REDIS_ERRORS",
     "KeyValueStore",
+    "LazyCluster",
     "MemoryStore",
+    "RedisClient",
     "RedisStore",
+    "is_cluster",
+    "redis_client_from_url",
+    "redis_url_from_mapping",
     "store_from_url",
 ]
+
+#: What redis-py raises for an unreachable or failing store. ``RedisClusterException``
+#: (no slots map, no reachable node) is not a ``RedisError`` subclass.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, RedisClusterException)
+
+
+class LazyCluster:
+    """A :class:`~redis.cluster.RedisCluster` made on first use.
+
+    redis-py's cluster client asks the nodes for the slot map in its constructor; made
+    lazily, a cluster that is down at start-up refuses logins (``store_unavailable``)
+    instead of breaking the process, and is found once it answers.
+    """
+
+    PRIMARIES = RedisCluster.PRIMARIES
+
+    def __init__(self, factory: Callable[[], RedisCluster]) -> None:
+        self._factory = factory
+        self._client: RedisCluster | None = None
+        self._lock = threading.Lock()
+
+    def cluster(self) -> RedisCluster:
+        with self._lock:
+            if self._client is None:
+                try:
+                    self._client = self._factory()
+                except RedisClusterException as exc:
+                    raise redis.exceptions.ConnectionError(type(exc).__name__) from exc
+            return self._client
+
+    def register_script(self, script: str) -> Script:
+        return Script(self, script)  # type: ignore[arg-type]
+
+    def get_encoder(self) -> Any:
+        # Only used by Script to encode its source text: redis-py's default encoding.
+        from redis._parsers.encoders import Encoder
+
+        return Encoder("utf-8", "strict", False)  # type: ignore[no-untyped-call]
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.cluster(), name)
+
+
+#: A client for one Redis (possibly found through Sentinel) or for a Redis Cluster.
+RedisClient = redis.Redis | RedisCluster | LazyCluster
+
+
+def is_cluster(client: object) -> bool:
+    return isinstance(client, RedisCluster | LazyCluster)
+
 
 DEFAULT_PREFIX = "moica:"
 
@@ -244,6 +323,40 @@ end
 return n
 """
 
+# Fenced values (see the module docstring): ``replid .. "|" .. value``. INFO is read in
+# the script so the stamp and the write are one atomic step on the master that does it.
+_REPLID = """
+local info = redis.call('INFO', 'replication')
+local id = string.match(info, 'master_replid:(%x+)') or ''
+"""
+
+_FENCED_SET = (
+    _REPLID
+    + """
+if ARGV[3] == '1' then
+  local old = redis.call('GET', KEYS[1])
+  if old and string.sub(old, 1, #id + 1) == id .. '|' then return 0 end
+end
+if ARGV[2] == '' then
+  redis.call('SET', KEYS[1], id .. '|' .. ARGV[1])
+else
+  redis.call('SET', KEYS[1], id .. '|' .. ARGV[1], 'PX', ARGV[2])
+end
+return 1
+"""
+)
+
+_FENCED_GET = (
+    _REPLID
+    + """
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if ARGV[1] == '1' then redis.call('DEL', KEYS[1]) end
+if string.sub(v, 1, #id + 1) ~= id .. '|' then return false end
+return string.sub(v, #id + 2)
+"""
+)
+
 
 def _ms(ttl: float) -> int:
     # Round up so a TTL never expires earlier than asked, and never becomes 0 (invalid).
@@ -264,15 +377,25 @@ class RedisStore:
     Only a short, configurable number of immediate retries is made (default 1: enough to
     survive a dropped idle connection) so an outage fails fast instead of stalling the
     login for redis-py's default exponential back-off.
+
+    ``fence=True`` stamps values with the master's replication id (see the module
+    docstring); ``get``/``set``/``add``/``take`` then run as Lua scripts. Counters
+    (``incr``) are not stamped: a failover may reset a rate-limit window, never a
+    single-use value.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = DEFAULT_PREFIX) -> None:
+    def __init__(
+        self, client: RedisClient, *, prefix: str = DEFAULT_PREFIX, fence: bool = False
+    ) -> None:
         if not isinstance(prefix, str):
             raise ConfigurationError("the store prefix must be a string")
         self._client = client
         self._prefix = prefix
+        self._fence = fence
         self._getdel_supported = True
         self._incr = client.register_script(_INCR_SCRIPT)
+        self._fenced_set = client.register_script(_FENCED_SET)
+        self._fenced_get = client.register_script(_FENCED_GET)
 
     @classmethod
     def from_url(
@@ -283,29 +406,26 @@ class RedisStore:
         socket_timeout: float = 1.0,
         retries: int = 1,
     ) -> RedisStore:
-        """Connect lazily to ``redis://``, ``rediss://`` or ``unix://`` ``url``.
+        """Connect lazily to ``url`` (any scheme :func:`redis_client_from_url` takes).
 
-        ``socket_timeout`` bounds both connecting and each command, in seconds.
+        ``socket_timeout`` bounds both connecting and each command, in seconds. Fencing
+        is on for Sentinel and Cluster URLs unless the URL says ``?fence=no``; a plain
+        URL may ask for it with ``?fence=yes`` (a primary promoted by hand or by DNS).
         """
-        if not (socket_timeout > 0 and math.isfinite(socket_timeout)):
-            raise ConfigurationError("socket_timeout must be a positive number of seconds")
-        try:
-            client = redis.Redis.from_url(
-                url,
-                socket_timeout=socket_timeout,
-                socket_connect_timeout=socket_timeout,
-                retry=Retry(NoBackoff(), max(0, retries)),
-            )
-        except ValueError as exc:
-            raise ConfigurationError(f"invalid Redis URL: {exc}") from exc
-        return cls(client, prefix=prefix)
+        client, replicated = _client_and_kind(url, socket_timeout=socket_timeout, retries=retries)
+        fence = _flag(_query(url).get("fence"), default=replicated)
+        return cls(client, prefix=prefix, fence=fence)
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self._prefix!r})"
 
     @property
-    def client(self) -> redis.Redis:
+    def client(self) -> RedisClient:
         return self._client
+
+    @property
+    def fenced(self) -> bool:
+        return self._fence
 
     @property
     def prefix(self) -> str:
@@ -318,27 +438,40 @@ class RedisStore:
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except redis.exceptions.RedisError as exc:
+        except REDIS_ERRORS as exc:
             # The class name only: redis-py messages may echo the URL (with a password).
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
     def get(self, key: str) -> bytes | None:
+        if self._fence:
+            return cast(
+                "bytes | None", self._call(self._fenced_get, keys=[self._k(key)], args=["0"])
+            )
         return cast("bytes | None", self._call(self._client.get, self._k(key)))
 
     def set(self, key: str, value: bytes, *, ttl: float | None = None) -> None:
         _check_value(value)
         _check_ttl(ttl)
         px = None if ttl is None else _ms(ttl)
+        if self._fence:
+            self._call(self._fenced_set, keys=[self._k(key)], args=[value, px or "", "0"])
+            return
         self._call(self._client.set, self._k(key), value, px=px)
 
     def add(self, key: str, value: bytes, *, ttl: float | None = None) -> bool:
         _check_value(value)
         _check_ttl(ttl)
         px = None if ttl is None else _ms(ttl)
+        if self._fence:
+            # A value stamped by a former master counts as absent, so it is overwritten.
+            args = [value, px or "", "1"]
+            return bool(self._call(self._fenced_set, keys=[self._k(key)], args=args))
         return bool(self._call(self._client.set, self._k(key), value, px=px, nx=True))
 
     def take(self, key: str) -> bytes | None:
         name = self._k(key)
+        if self._fence:
+            return cast("bytes | None", self._call(self._fenced_get, keys=[name], args=["1"]))
         if self._getdel_supported:
             try:
                 return cast("bytes | None", self._client.getdel(name))
@@ -347,7 +480,7 @@ class RedisStore:
                     raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
                 # Redis < 6.2: remember, and use the transaction from now on.
                 self._getdel_supported = False
-            except redis.exceptions.RedisError as exc:
+            except REDIS_ERRORS as exc:
                 raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
         return self._take_multi(name)
 
@@ -374,7 +507,7 @@ class RedisStore:
                 # Same programming error as MemoryStore reports, not an outage.
                 raise ValueError(f"value of {key!r} is not an integer counter") from None
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
-        except redis.exceptions.RedisError as exc:
+        except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
 
     def ttl(self, key: str) -> float | None:
@@ -391,20 +524,214 @@ class RedisStore:
             raise ConfigurationError("refusing to clear a Redis store without a prefix")
 
         def run() -> None:
-            batch: list[Any] = []
-            for name in self._client.scan_iter(match=_glob_escape(self._prefix) + "*"):
-                batch.append(name)
-                if len(batch) >= 500:
-                    self._client.delete(*batch)
-                    batch.clear()
-            if batch:
-                self._client.delete(*batch)
+            # One key per DELETE: on a Cluster the keys of a batch span slots.
+            for name in _scan_all(self._client, _glob_escape(self._prefix) + "*"):
+                self._client.delete(name)
 
         self._call(run)
 
 
+def _scan_all(client: RedisClient, pattern: str) -> Iterator[Any]:
+    if is_cluster(client):
+        # Every primary holds part of the keys.
+        yield from client.scan_iter(match=pattern, target_nodes=RedisCluster.PRIMARIES)
+    else:
+        yield from client.scan_iter(match=pattern)
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+# --- connecting -----------------------------------------------------------------------
+
+_SENTINEL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
+_CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
+_PLAIN_SCHEMES = ("redis", "rediss", "unix")
+SCHEMES = _PLAIN_SCHEMES + _SENTINEL_SCHEMES + _CLUSTER_SCHEMES
+
+
+def _query(url: str) -> dict[str, str]:
+    return {k: v[-1] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def _without_fence(parts: SplitResult) -> str:
+    # ``fence`` is ours; redis-py would hand an unknown query argument to the connection.
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "fence"]
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def _flag(value: str | None, *, default: bool) -> bool:
+    if value is None:
+        return default
+    if value.lower() in ("1", "yes", "true", "on"):
+        return True
+    if value.lower() in ("0", "no", "false", "off"):
+        return False
+    raise ConfigurationError("a Redis URL flag must be yes or no")
+
+
+def _nodes(netloc: str, default_port: int) -> tuple[str | None, str | None, list[tuple[str, int]]]:
+    """``[user:password@]host:port[,host:port…]`` → (user, password, nodes)."""
+    creds, at, hosts = netloc.rpartition("@")
+    user = password = None
+    if at:
+        name, colon, secret = creds.partition(":")
+        user = unquote(name) or None
+        password = unquote(secret) if colon else None
+    out: list[tuple[str, int]] = []
+    for item in hosts.split(","):
+        item = item.strip()
+        if item.startswith("["):  # [IPv6]:port
+            host, _, rest = item[1:].partition("]")
+            port_text = rest[1:] if rest.startswith(":") else ""
+        else:
+            host, _, port_text = item.partition(":")
+        try:
+            port = int(port_text) if port_text else default_port
+        except ValueError:
+            raise ConfigurationError("a Redis node's port must be a number") from None
+        if not host or not 0 < port < 65536:
+            raise ConfigurationError("a Redis URL names an empty host or a bad port")
+        out.append((host, port))
+    return user, password, out
+
+
+def _client_and_kind(url: str, *, socket_timeout: float, retries: int) -> tuple[RedisClient, bool]:
+    if not (socket_timeout > 0 and math.isfinite(socket_timeout)):
+        raise ConfigurationError("socket_timeout must be a positive number of seconds")
+    if not isinstance(url, str):
+        raise ConfigurationError("the Redis URL must be a string")
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    timeouts: dict[str, Any] = {
+        "socket_timeout": socket_timeout,
+        "socket_connect_timeout": socket_timeout,
+        "retry": Retry(NoBackoff(), max(0, retries)),
+    }
+    if scheme in _PLAIN_SCHEMES:
+        try:
+            plain = redis.Redis.from_url(_without_fence(parts), **timeouts)
+        except ValueError as exc:
+            raise ConfigurationError(f"invalid Redis URL: {exc}") from exc
+        return plain, False
+    query = _query(url)
+    ssl = scheme.startswith("rediss")
+    if scheme in _SENTINEL_SCHEMES:
+        return _sentinel_client(parts.netloc, parts.path, query, ssl, timeouts), True
+    if scheme in _CLUSTER_SCHEMES:
+        user, password, nodes = _nodes(parts.netloc, 6379)
+        startup = [ClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
+
+        def connect() -> RedisCluster:
+            return RedisCluster(
+                startup_nodes=startup, username=user, password=password, ssl=ssl, **timeouts
+            )
+
+        return LazyCluster(connect), True
+    # Never echo the URL: it may carry a password.
+    raise ConfigurationError(
+        f"unsupported Redis URL scheme {scheme!r}: use one of {', '.join(SCHEMES)}"
+    )
+
+
+def _sentinel_client(
+    netloc: str, path: str, query: dict[str, str], ssl: bool, timeouts: dict[str, Any]
+) -> redis.Redis:
+    """``redis+sentinel://[:password@]host:port[,…]/master_name[/db]``.
+
+    The password is the master's; sentinels that have their own take
+    ``?sentinel_password=…``. TLS (``rediss+sentinel``) applies to both.
+    """
+    user, password, nodes = _nodes(netloc, 26379)
+    segments = [unquote(s) for s in path.split("/") if s]
+    if not segments or len(segments) > 2:
+        raise ConfigurationError("a Sentinel URL ends in /master_name or /master_name/db")
+    service = segments[0]
+    try:
+        db = int(segments[1]) if len(segments) == 2 else 0
+    except ValueError:
+        raise ConfigurationError("the Sentinel URL's database must be a number") from None
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": timeouts["socket_timeout"],
+        "socket_connect_timeout": timeouts["socket_connect_timeout"],
+        "ssl": ssl,
+    }
+    if query.get("sentinel_password"):
+        sentinel_kwargs["password"] = query["sentinel_password"]
+    sentinel = Sentinel(nodes, sentinel_kwargs=sentinel_kwargs, **timeouts)  # type: ignore[no-untyped-call]
+    # The pool asks the sentinels for the master on every new connection and drops
+    # connections to a former master, so a failover needs no restart.
+    master = sentinel.master_for(  # type: ignore[no-untyped-call]
+        service, db=db, username=user, password=password, ssl=ssl, check_connection=True
+    )
+    return cast(redis.Redis, master)
+
+
+def redis_url_from_mapping(config: Mapping[str, Any]) -> str:
+    """The URL of a structured ``MOICA_AUTH_REDIS_URL``.
+
+    ``{"sentinels": [("10.0.0.11", 26379), …], "master": "moica", "db": 0}`` or
+    ``{"cluster": [("10.0.0.21", 6379), …]}``, with optional ``"username"``,
+    ``"password"``, ``"sentinel_password"`` (Sentinel only), ``"tls"`` (bool) and
+    ``"fence"`` (bool). Unknown keys are refused, so a typo cannot silently drop an option.
+    """
+    known = {"sentinels", "cluster", "master", "db", "username", "password"}
+    known |= {"sentinel_password", "tls", "fence"}
+    unknown = set(config) - known
+    if unknown:
+        raise ConfigurationError(f"unknown MOICA_AUTH_REDIS_URL keys: {sorted(unknown)}")
+    if ("sentinels" in config) == ("cluster" in config):
+        raise ConfigurationError('MOICA_AUTH_REDIS_URL takes either "sentinels" or "cluster"')
+    kind = "sentinel" if "sentinels" in config else "cluster"
+    nodes: list[str] = []
+    for node in config["sentinels" if kind == "sentinel" else "cluster"]:
+        if not isinstance(node, list | tuple) or len(node) != 2:
+            raise ConfigurationError("each Redis node is a (host, port) pair")
+        host, port = str(node[0]), node[1]
+        if not isinstance(port, int) or isinstance(port, bool):
+            raise ConfigurationError("a Redis node's port must be an integer")
+        nodes.append(f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+    if not nodes:
+        raise ConfigurationError("name at least one Redis node")
+    creds = ""
+    if config.get("username") or config.get("password"):
+        creds = quote(str(config.get("username") or ""), safe="")
+        if config.get("password"):
+            creds += ":" + quote(str(config["password"]), safe="")
+        creds += "@"
+    scheme = ("rediss+" if config.get("tls") else "redis+") + kind
+    path = ""
+    if kind == "sentinel":
+        master = config.get("master")
+        if not isinstance(master, str) or not master:
+            raise ConfigurationError('a Sentinel MOICA_AUTH_REDIS_URL needs "master"')
+        db = config.get("db", 0)
+        if not isinstance(db, int) or isinstance(db, bool) or db < 0:
+            raise ConfigurationError("the Redis database is a non-negative integer")
+        path = "/" + quote(master, safe="") + f"/{db}"
+    query: dict[str, str] = {}
+    if kind == "sentinel" and config.get("sentinel_password"):
+        query["sentinel_password"] = str(config["sentinel_password"])
+    if "fence" in config:
+        query["fence"] = "yes" if config["fence"] else "no"
+    tail = "?" + urlencode(query) if query else ""
+    return f"{scheme}://{creds}{','.join(nodes)}{path}{tail}"
+
+
+def redis_client_from_url(
+    url: str, *, socket_timeout: float = 1.0, retries: int = 1
+) -> RedisClient:
+    """A lazily connecting client for ``url``.
+
+    * ``redis://``, ``rediss://``, ``unix://``: one server (redis-py's own URL syntax);
+    * ``redis+sentinel://[user:password@]host:port[,host:port…]/master_name[/db]``
+      (``rediss+sentinel://`` for TLS; ``?sentinel_password=`` when the sentinels
+      require one): the master that the sentinels name, followed across failovers;
+    * ``redis+cluster://[user:password@]host:port[,host:port…]`` (``rediss+cluster://``):
+      a Redis Cluster, found from any of the nodes named.
+    """
+    return _client_and_kind(url, socket_timeout=socket_timeout, retries=retries)[0]
 
 
 # --- construction ---------------------------------------------------------------------
@@ -427,8 +754,9 @@ def store_from_url(url: str | None, *, prefix: str = DEFAULT_PREFIX) -> KeyValue
 
     * ``None``, ``""`` or ``"memory://"``: the process's :class:`MemoryStore` (one per
       prefix), correct for a single-process deployment only;
-    * ``redis://``, ``rediss://``, ``unix://``: a :class:`RedisStore` (connections are
-      made lazily and pooled, so reading the setting is cheap).
+    * ``redis://``, ``rediss://``, ``unix://``, ``redis+sentinel://``,
+      ``redis+cluster://`` (and their TLS forms): a :class:`RedisStore` (connections
+      are made lazily and pooled, so reading the setting is cheap).
 
     Anything else raises :class:`ConfigurationError`.
     """
@@ -437,10 +765,9 @@ def store_from_url(url: str | None, *, prefix: str = DEFAULT_PREFIX) -> KeyValue
     if not isinstance(url, str):
         raise ConfigurationError("the store URL must be a string")
     scheme = urlsplit(url).scheme.lower()
-    if scheme not in ("redis", "rediss", "unix"):
+    if scheme not in SCHEMES:
         # Never echo the URL: it may carry a password.
         raise ConfigurationError(
-            f"unsupported store URL scheme {scheme!r}: use redis://, rediss://, unix:// "
-            "or memory://"
+            f"unsupported store URL scheme {scheme!r}: use one of {', '.join(SCHEMES)} or memory://"
         )
     return _singleton((url, prefix), lambda: RedisStore.from_url(url, prefix=prefix))

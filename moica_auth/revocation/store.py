@@ -34,6 +34,7 @@ import redis
 
 from moica_auth.exceptions import StoreUnavailable
 from moica_auth.revocation.crl_index import ParsedCrl, RevokedEntry, decode_entry
+from moica_auth.stores import REDIS_ERRORS, RedisClient, is_cluster, redis_client_from_url
 
 __all__ = [
     "CrlInfo",
@@ -292,10 +293,19 @@ class MemoryIndexStore:
 # before the swap) is never made current: readers would take its gaps for "not listed".
 # The old generation is unlinked in the same script, so a writer that dies right after
 # the swap leaves no permanent garbage (readers use scripts too, so none still reads it).
+# The scripts touch only keys passed in KEYS (Redis Cluster routes by them): the writer
+# names the generation it expects to replace (KEYS[7], ARGV[7]) and retries when another
+# writer moved the pointer in between.
 _SWAP = """
 local cur = redis.call('GET', KEYS[1])
+local curgen = ''
 if cur then
-  if cjson.decode(cur)['n'] >= ARGV[1] then return false end
+  local d = cjson.decode(cur)
+  if d['n'] >= ARGV[1] then return false end
+  curgen = d['gen']
+end
+if curgen ~= ARGV[7] then
+  return redis.error_reply('moica: the CRL pointer moved, retry')
 end
 local count = tonumber(ARGV[6])
 if count > 0 and redis.call('HLEN', KEYS[2]) ~= count then
@@ -309,7 +319,7 @@ if ARGV[5] ~= '' then
   redis.call('SET', KEYS[5], ARGV[5])
   redis.call('DEL', KEYS[6])
 end
-if cur then redis.call('UNLINK', ARGV[7] .. cjson.decode(cur)['gen']) end
+if cur then redis.call('UNLINK', KEYS[7]) end
 return 1
 """
 
@@ -317,20 +327,25 @@ return 1
 # another's entries, and never reads a hash that was just deleted. A pointer whose hash
 # is gone (evicted under allkeys-lru, flushed, deleted by hand) is an error, never
 # "not listed": without the hash every revoked certificate would read as good.
+# The caller passes the layout it expects (KEYS[1] the issuer's scope set, then one
+# pointer and one generation key per scope; ARGV[3..] the generation ids); the script
+# answers 'moved' when the index no longer has that layout, so it names only its KEYS.
 _READ = """
-local out = {}
-for _, s in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local p = redis.call('GET', ARGV[1] .. s)
-  if p then
-    local d = cjson.decode(p)
-    local g = ARGV[2] .. d['gen']
-    local e = redis.call('HGET', g, ARGV[3])
-    if not e and d['entries'] > 0 and redis.call('EXISTS', g) == 0 then
-      return redis.error_reply('moica: the current CRL generation is missing')
-    end
-    out[#out + 1] = p
-    out[#out + 1] = e or ''
+local n = tonumber(ARGV[2])
+if redis.call('SCARD', KEYS[1]) ~= n then return {'moved'} end
+local out = {'ok'}
+for i = 1, n do
+  local p = redis.call('GET', KEYS[2 * i])
+  if not p then return {'moved'} end
+  local d = cjson.decode(p)
+  if d['gen'] ~= ARGV[2 + i] then return {'moved'} end
+  local g = KEYS[2 * i + 1]
+  local e = redis.call('HGET', g, ARGV[1])
+  if not e and d['entries'] > 0 and redis.call('EXISTS', g) == 0 then
+    return redis.error_reply('moica: the current CRL generation is missing')
   end
+  out[#out + 1] = p
+  out[#out + 1] = e or ''
 end
 return out
 """
@@ -341,11 +356,20 @@ return 0
 """
 
 _CHUNK = 10_000
+_LAYOUTS_MAX = 256
+_ATTEMPTS = 4
 _BUILD_TTL_MS = 3_600_000
 
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _has_hash_tag(prefix: str) -> bool:
+    # Redis hashes only what is between the first "{" and the next "}", if non-empty.
+    start = prefix.find("{")
+    end = prefix.find("}", start + 1) if start >= 0 else -1
+    return start >= 0 and end > start + 1
 
 
 def _field(serial: int) -> str:
@@ -357,7 +381,7 @@ def _unavailable_on_redis_error() -> Iterator[None]:
     """A Redis failure inside the block raises StoreUnavailable (see the module docstring)."""
     try:
         yield
-    except redis.RedisError as exc:
+    except REDIS_ERRORS as exc:
         raise StoreUnavailable("the CRL index (Redis) is unavailable") from exc
 
 
@@ -367,23 +391,28 @@ class RedisIndexStore:
     Keys: ``{prefix}:ptr:{kid}:{scope}`` (JSON info + generation + padded number),
     ``{prefix}:gen:{id}`` (hash serial-hex -> packed entry), ``{prefix}:scopes:{kid}``,
     ``{prefix}:kids``, ``{prefix}:url:{url}``, ``{prefix}:err:{url}``,
-    ``{prefix}:lock:{name}``. The scripts touch keys they compute, so this store is
-    for a single Redis (or a primary with replicas), not Redis Cluster.
+    ``{prefix}:lock:{name}``. The scripts touch only the keys passed to them. On a
+    Redis Cluster the prefix is wrapped in a hash tag (``{moica:crl}``) unless it has one,
+    so every key of the index shares one hash slot and the swap stays one atomic script.
     """
 
-    def __init__(self, client: redis.Redis, *, prefix: str = "moica:crl") -> None:
+    def __init__(self, client: RedisClient, *, prefix: str = "moica:crl") -> None:
+        if is_cluster(client) and not _has_hash_tag(prefix):
+            prefix = "{" + prefix + "}"
         self.client = client
         self.prefix = prefix
         self._swap = client.register_script(_SWAP)
         self._read = client.register_script(_READ)
         self._release = client.register_script(_RELEASE)
+        # issuer key id -> [(scope, generation id)] last seen; the read script checks it.
+        self._layouts: dict[str, list[tuple[str, str]]] = {}
 
     @classmethod
     def from_url(
         cls, url: str, *, prefix: str = "moica:crl", timeout: float = 2.0
     ) -> RedisIndexStore:
-        client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-        return cls(client, prefix=prefix)
+        """Any URL :func:`moica_auth.stores.redis_client_from_url` takes (Sentinel, Cluster)."""
+        return cls(redis_client_from_url(url, socket_timeout=timeout), prefix=prefix)
 
     def _k(self, *parts: str) -> str:
         return ":".join((self.prefix, *parts))
@@ -412,25 +441,7 @@ class RedisIndexStore:
                 return False  # cheap early refusal; the script re-checks atomically
             try:
                 self._write_generation(gen_key, parsed.entries)
-                old = self._swap(
-                    keys=[
-                        self._k("ptr", parsed.issuer_key_id, parsed.scope),
-                        gen_key,
-                        self._k("scopes", parsed.issuer_key_id),
-                        self._k("kids"),
-                        self._k("url", parsed.url or ""),
-                        self._k("err", parsed.url or ""),
-                    ],
-                    args=[
-                        number,
-                        pointer,
-                        parsed.scope,
-                        parsed.issuer_key_id,
-                        json.dumps([parsed.issuer_key_id, parsed.scope]) if parsed.url else "",
-                        str(len(parsed.entries)),
-                        self._k("gen", ""),
-                    ],
-                )
+                old = self._swap_checked(parsed, gen_key, number, pointer, current)
             except redis.RedisError:
                 # Best effort: the build expiry removes it otherwise.
                 with contextlib.suppress(redis.RedisError):
@@ -440,6 +451,44 @@ class RedisIndexStore:
                 self.client.unlink(gen_key)
                 return False
             return True
+
+    def _swap_checked(
+        self,
+        parsed: ParsedCrl,
+        gen_key: str,
+        number: str,
+        pointer: str,
+        current: Any,
+    ) -> Any:
+        ptr_key = self._k("ptr", parsed.issuer_key_id, parsed.scope)
+        for attempt in range(_ATTEMPTS):
+            old_gen = "" if current is None else str(json.loads(current)["gen"])
+            try:
+                return self._swap(
+                    keys=[
+                        self._k("ptr", parsed.issuer_key_id, parsed.scope),
+                        gen_key,
+                        self._k("scopes", parsed.issuer_key_id),
+                        self._k("kids"),
+                        self._k("url", parsed.url or ""),
+                        self._k("err", parsed.url or ""),
+                        self._k("gen", old_gen) if old_gen else gen_key,
+                    ],
+                    args=[
+                        number,
+                        pointer,
+                        parsed.scope,
+                        parsed.issuer_key_id,
+                        json.dumps([parsed.issuer_key_id, parsed.scope]) if parsed.url else "",
+                        str(len(parsed.entries)),
+                        old_gen,
+                    ],
+                )
+            except redis.ResponseError as exc:
+                if "pointer moved" not in str(exc) or attempt == _ATTEMPTS - 1:
+                    raise
+                current = self.client.get(ptr_key)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _write_generation(self, gen_key: str, entries: Mapping[int, bytes]) -> None:
         items = iter(entries.items())
@@ -481,14 +530,40 @@ class RedisIndexStore:
             info = CrlInfo.from_json(pointer)
             return _with_error(info, self.last_error(info.url) if info.url else None)
 
+    def _layout(self, issuer_key_id: str) -> list[tuple[str, str]]:
+        """The issuer's scopes and current generations, read without a script.
+
+        Not atomic by itself: the read script re-checks it and answers 'moved'.
+        """
+        scopes = sorted(_text(s) for s in self.client.smembers(self._k("scopes", issuer_key_id)))
+        layout: list[tuple[str, str]] = []
+        for scope in scopes:
+            raw = self.client.get(self._k("ptr", issuer_key_id, scope))
+            if raw is not None:
+                layout.append((scope, str(json.loads(raw)["gen"])))
+        if len(self._layouts) >= _LAYOUTS_MAX:
+            self._layouts.clear()  # bounded: issuer key ids come from certificates
+        self._layouts[issuer_key_id] = layout
+        return layout
+
     def read(self, issuer_key_id: str, serial: int) -> list[tuple[CrlInfo, bytes | None]]:
         with _unavailable_on_redis_error():
-            flat = self._read(
-                keys=[self._k("scopes", issuer_key_id)],
-                args=[self._k("ptr", issuer_key_id, ""), self._k("gen", ""), _field(serial)],
-            )
+            for _ in range(_ATTEMPTS):
+                layout = self._layouts.get(issuer_key_id)
+                if layout is None:
+                    layout = self._layout(issuer_key_id)
+                keys = [self._k("scopes", issuer_key_id)]
+                for scope, generation in layout:
+                    keys += [self._k("ptr", issuer_key_id, scope), self._k("gen", generation)]
+                args = [_field(serial), str(len(layout)), *(g for _, g in layout)]
+                flat = self._read(keys=keys, args=args)
+                if _text(flat[0]) == "ok":
+                    break
+                self._layouts.pop(issuer_key_id, None)
+            else:
+                raise StoreUnavailable("the CRL index kept changing during a read")
         out: list[tuple[CrlInfo, bytes | None]] = []
-        for i in range(0, len(flat), 2):
+        for i in range(1, len(flat), 2):
             info = CrlInfo.from_json(json.loads(flat[i]))
             out.append((info, flat[i + 1] or None))
         return out

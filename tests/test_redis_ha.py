@@ -200,7 +200,7 @@ def _configure(
         "order": ["crl"],
         "crl_urls": [url],
         "crl_urls_from_issuers": False,
-        "check_intermediates": False,
+        "intermediates": "never",
     }
     moica_settings.MOICA_AUTH_RATE_LIMIT = {
         "cert_failures": 100_000,

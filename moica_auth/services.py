@@ -198,6 +198,7 @@ def _build_verifier(trust: TrustStore, revocation: Any) -> Any:
             profile=app_settings.VALIDATION_PROFILE,
             allowed_policy_oids=app_settings.POLICY_OIDS,
             min_rsa_bits=app_settings.MIN_RSA_BITS,
+            max_carried_certificates=app_settings.MAX_CARRIED_CERTIFICATES,
         )
         config = VerifierConfig(
             trust=trust,

@@ -93,7 +93,7 @@ def self_issued_flood(
         _ca_certificate(
             serial=serial,
             subject=FLOOD_NAME,
-            public_key=signing_key.public_key(),  # type: ignore[arg-type]
+            public_key=signing_key.public_key(),
             signing_key=signing_key,
             at=at,
         )

@@ -31,6 +31,12 @@ order                 check → error
                       (``WeakKey`` for a CA key it calls too weak)
 ====================  ==============================================================
 
+Before step 3, the work is bounded (:mod:`moica_auth.validation.bounds`): more than
+``max_carried_certificates`` intermediates → ``ChainTooComplex``; a carried certificate
+whose key the profile never uses → ``UnsupportedKey``; the issuer search of step 3 may
+verify at most ``max_signature_checks`` signatures → ``ChainTooComplex``. Step 7 also
+holds the leaf's RSA key to the same exponent and modulus rule (``UnsupportedKey``).
+
 Cheap local checks run before the expensive path validation; a certificate that fails
 several checks reports the first in this order. Step 3 is a light search of our own so
 that "nobody we trust signed this" (``untrusted_issuer``) is told apart from "a trusted

@@ -77,8 +77,8 @@ def require_usable_key(
       (``"carried certificate"``): the leaf's key type is reported as ``WeakKey`` at its
       place in the chain validator's order.
 
-    Raises :class:`UnsupportedKey` (or ``MalformedCertificate`` is left to the callers
-    that parse keys first: an unreadable key is refused here as unsupported too).
+    Raises :class:`UnsupportedKey`, also for a key that cannot be read (callers that
+    want ``MalformedCertificate`` for that call ``require_parsable`` first).
     """
     try:
         key = cert.public_key()

@@ -250,14 +250,12 @@ def measure(
 
 def breakdown(fx: Fixture, iterations: int) -> list[tuple[str, float]]:
     """Median µs of the stages inside ``LoginVerifier.verify`` (diagnostic only: it
-    reaches into private helpers of signature.py and chain.py, which may change)."""
+    reaches into the modules of moica_auth.signature and into chain.py's private
+    helpers, which may change)."""
     from moica_auth.certificate import CitizenCertificate
-    from moica_auth.signature import (
-        _matches_sid,
-        _parse_signed_data,
-        decode_signature,
-        verify_signature,
-    )
+    from moica_auth.signature import decode_signature, verify_signature
+    from moica_auth.signature.cms import parse_signed_data
+    from moica_auth.signature.signer import matches_sid
     from moica_auth.validation.chain import (
         ValidationPolicy,
         _find_path,
@@ -269,7 +267,7 @@ def breakdown(fx: Fixture, iterations: int) -> list[tuple[str, float]]:
     policy = ValidationPolicy()
     pool = list(trust.intermediates)
     der = decode_signature(fx.signature_b64)
-    parsed = _parse_signed_data(der, fx.leaf)
+    parsed = parse_signed_data(der, fx.leaf)
     verified = _run_verifier(fx.leaf, trust, pool, policy, AT)
     stages: list[tuple[str, Callable[[], object]]] = [
         (
@@ -281,9 +279,9 @@ def breakdown(fx: Fixture, iterations: int) -> list[tuple[str, float]]:
                 certificate=fx.certb64,
             ),
         ),
-        ("  _parse_signed_data (canonical DER walk)", lambda: _parse_signed_data(der, fx.leaf)),
-        ("  same, without certb64 (issuer Name parsed)", lambda: _parse_signed_data(der)),
-        ("  _matches_sid (issuer DER ==)", lambda: _matches_sid(fx.leaf, parsed.sid)),
+        ("  parse_signed_data (asn1crypto)", lambda: parse_signed_data(der, fx.leaf)),
+        ("  same, without certb64 (issuer Name parsed)", lambda: parse_signed_data(der)),
+        ("  matches_sid (issuer DER ==)", lambda: matches_sid(fx.leaf, parsed.sid)),
         (
             "validate_chain",
             lambda: validate_chain(certificate=fx.leaf, trust=trust, policy=policy, at=AT),

@@ -153,6 +153,12 @@ class AppSettings:
         return int(_get("MIN_RSA_BITS", 2048))
 
     @property
+    def MAX_CARRIED_CERTIFICATES(self) -> int:
+        """Most certificates a login token may carry (default 8); more are refused with
+        ``chain_too_complex`` before any path building."""
+        return int(_get("MAX_CARRIED_CERTIFICATES", 8))
+
+    @property
     def ALLOWED_HASHES(self) -> frozenset[str]:
         """Hash algorithms accepted in signatures; SHA-1 is never accepted by default."""
         return frozenset(h.lower() for h in _names(_get("ALLOWED_HASHES", DEFAULT_ALLOWED_HASHES)))

@@ -35,6 +35,7 @@ __all__ = [
     "CertificateRevoked",
     "CertificateSuspended",
     "ChainInvalid",
+    "ChainTooComplex",
     "ChallengeExpired",
     "ChallengeReused",
     "ChallengeUnknown",
@@ -72,6 +73,7 @@ __all__ = [
     "TimestampError",
     "TimestampUntrusted",
     "TooManyAttempts",
+    "UnsupportedKey",
     "UntrustedIssuer",
     "WeakHash",
     "WeakKey",
@@ -267,6 +269,25 @@ class PolicyNotAllowed(MoicaAuthError):
 class WeakKey(MoicaAuthError):
     code = "weak_key"
     default_message = _("The certificate key is too weak.")
+    http_status = 403
+
+
+class ChainTooComplex(MoicaAuthError):
+    """The token asks for more path-building work than a login may cost: it carries
+    more certificates than ``max_carried_certificates``, or finding its issuer would take
+    more than ``max_signature_checks`` signature verifications. Refused before the work."""
+
+    code = "chain_too_complex"
+    default_message = _("The signature carries too many certificates.")
+    http_status = 400
+
+
+class UnsupportedKey(MoicaAuthError):
+    """A public key no MOICA certificate has (an RSA exponent or modulus size, or a key
+    type, outside the profile), refused before anything is verified with it."""
+
+    code = "unsupported_key"
+    default_message = _("The certificate key is not one this service accepts.")
     http_status = 403
 
 

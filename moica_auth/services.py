@@ -280,6 +280,7 @@ def _validation_policy() -> ValidationPolicy:
             profile=app_settings.VALIDATION_PROFILE,
             allowed_policy_oids=app_settings.POLICY_OIDS,
             min_rsa_bits=app_settings.MIN_RSA_BITS,
+            max_carried_certificates=app_settings.MAX_CARRIED_CERTIFICATES,
         )
     except (TypeError, ValueError) as exc:
         # The core validates these values; to a deployment they are settings mistakes.

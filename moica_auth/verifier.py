@@ -163,6 +163,7 @@ class LoginVerifier:
             allowed_hashes=self.config.allowed_hashes,
             expected_nonce=expected_nonce,
             expected_card_number=expected_card_number,
+            max_certificates=self.config.policy.max_carried_certificates,
         )
         extra: Sequence[x509.Certificate] = tuple(getattr(signed, "certificates", ()) or ())
         chain = validate_chain(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections import OrderedDict
 from datetime import timedelta
 
 import pytest
@@ -418,30 +417,27 @@ class TestProfileCache:
                 CitizenCertificate.from_certificate(bad)
 
     def test_cache_is_bounded(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        # With room for two profiles, the oldest of three new certificates is read again
+        # (an equal, new profile) while the newest is still the remembered one.
         from moica_auth import certificate as module
 
         monkeypatch.setattr(module, "PROFILE_CACHE_SIZE", 2)
-        monkeypatch.setattr(module, "_PROFILE_CACHE", OrderedDict())
-        certs = [
-            card("G3").signing.certificate,
-            card("G3").encryption.certificate,
-            card("G2").signing.certificate,
-        ]
+        signing = card("G3").signing.certificate
+        certs = []
+        for flip in (0x40, 0x41, 0x42):  # distinct DER no other test reads
+            der = bytearray(signing.public_bytes(serialization.Encoding.DER))
+            der[-1] ^= flip
+            certs.append(x509.load_der_x509_certificate(bytes(der)))
         profiles = [CitizenCertificate.from_certificate(c) for c in certs]
-        assert len(module._PROFILE_CACHE) <= 2
-        # The oldest was evicted: it is read again, to an equal (not the same) profile.
+        assert CitizenCertificate.from_certificate(certs[2]) is profiles[2]
         again = CitizenCertificate.from_certificate(certs[0])
         assert again == profiles[0] and again is not profiles[0]
-        assert len(module._PROFILE_CACHE) <= 2
 
-    def test_large_certificates_are_not_kept(
-        self, monkeypatch: pytest.MonkeyPatch, signing: x509.Certificate
-    ) -> None:
+    def test_large_certificates_are_not_kept(self, signing: x509.Certificate) -> None:
         # The leaf is read before any chain check, so anyone can make a certificate enter
         # the cache; one of the maximum input size must not be kept (1024 of them: ~100 MB).
         from moica_auth import certificate as module
 
-        monkeypatch.setattr(module, "_PROFILE_CACHE", OrderedDict())
         key = pki().key("chain/ca-key")  # an existing test key: generating one is slow
         name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "x" * 20000)])
         large = (
@@ -456,10 +452,11 @@ class TestProfileCache:
         )
         assert len(large.public_bytes(serialization.Encoding.DER)) > module.PROFILE_CACHE_MAX_DER
         profile = CitizenCertificate.from_certificate(large)
-        assert CitizenCertificate.from_certificate(large) == profile
-        assert list(module._PROFILE_CACHE) == []
-        CitizenCertificate.from_certificate(signing)
-        assert list(module._PROFILE_CACHE) == [signing.public_bytes(serialization.Encoding.DER)]
+        again = CitizenCertificate.from_certificate(large)
+        assert again == profile and again is not profile
+        assert CitizenCertificate.from_certificate(signing) is CitizenCertificate.from_certificate(
+            signing
+        )
 
     def test_a_subclass_gets_its_own_class(self, signing: x509.Certificate) -> None:
         class Profile(CitizenCertificate):

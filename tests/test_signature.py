@@ -830,111 +830,78 @@ def test_real_pkcs1_vectors_reject_one_changed_byte(shared_data: object) -> None
         assert exc.value.code == "signature_invalid", vector["id"]
 
 
-# --- the canonical fast path reads exactly what the asn1crypto path reads --------------
+# --- token shapes: every one a signer can produce is read by the one CMS parser ---------
 
 
-def parsed_view(der: bytes, supplied: x509.Certificate | None) -> tuple[str, object]:
-    """Both parsers on ``der``: ("fallback", full result) when the fast path declines,
-    else ("fast", result), after asserting the full path returns the very same thing.
-
-    "The same": every field, and every signed attribute read the way _verify_pkcs7 reads
-    it (dotted OID, octets, time, nonce / card-number bytes) and byte for byte.
-    """
-    from moica_auth import signature as module
-
-    def view(parsed: Any) -> tuple[object, ...]:
-        def read(oid: str, value: Any) -> object:
-            try:
-                if oid == module._OID_CONTENT_TYPE:
-                    return module._oid(value)
-                if oid == module._OID_MESSAGE_DIGEST:
-                    return value.native
-                if oid == module._OID_SIGNING_TIME:
-                    return module._signing_time(value)
-                return module._string_or_octets(value, "attribute")
-            except MoicaAuthError as exc:
-                return ("error", exc.code)
-
-        sid = parsed.sid
-        return (
-            parsed.certificates_der,
-            parsed.econtent,
-            sid.serial_number,
-            sid.subject_key_identifier,
-            sid.issuer.dump() if sid.issuer is not None else None,
-            sid.issuer_der,
-            parsed.digest_algorithm,
-            parsed.signature_algorithm_oid,
-            parsed.pss_params,
-            parsed.signed_attrs_der,
-            {
-                oid: tuple((v.dump(), read(oid, v)) for v in values)
-                for oid, values in parsed.attributes.items()
-            },
-            parsed.signature,
-        )
-
-    fast = module._parse_canonical(der, supplied)
-    if fast is None:
-        try:
-            return ("fallback", view(module._parse_signed_data(der, supplied)))
-        except MoicaAuthError as exc:
-            return ("fallback", exc.code)
-    slow = module._parse_signed_data_unchecked(der, supplied)  # must not raise
-    assert view(fast) == view(slow)
-    return ("fast", view(fast))
-
-
-def _variants(card: CitizenCard, spec: CmsSpec) -> list[tuple[str, bytes, bool]]:
-    """(label, SignedData, whether it has the canonical shape)."""
+def _variants(card: CitizenCard, spec: CmsSpec) -> list[tuple[str, bytes, str]]:
+    """(label, SignedData, expected outcome: "ok" or an error code)."""
     soft = SoftCard(card)
     other = other_signing_card()
     return [
-        ("hipki", base64.b64decode(soft.sign(CHALLENGE, nonce=NONCE)["signature"]), True),
+        ("hipki", base64.b64decode(soft.sign(CHALLENGE, nonce=NONCE)["signature"]), "ok"),
         (
             "with chain",
             base64.b64decode(
                 soft.sign(CHALLENGE, nonce=NONCE, extra_certificates=card.chain)["signature"]
             ),
-            True,
+            "ok",
         ),
-        ("spec", build_signed_data(spec), True),
-        ("signing time", build_signed_data(replace(spec, signing_time=SIGNED_AT)), True),
-        ("detached", build_signed_data(replace(spec, attached=False)), True),
-        ("no attributes", build_signed_data(replace(spec, signed_attrs=False)), True),
-        ("sha384", build_signed_data(replace(spec, hash_name="sha384")), True),
-        ("sha1", build_signed_data(replace(spec, hash_name="sha1")), True),
+        ("spec", build_signed_data(spec), "ok"),
+        ("signing time", build_signed_data(replace(spec, signing_time=SIGNED_AT)), "ok"),
+        ("detached", build_signed_data(replace(spec, attached=False)), "ok"),
+        ("sha384", build_signed_data(replace(spec, hash_name="sha384")), "ok"),
+        ("sha1", build_signed_data(replace(spec, hash_name="sha1")), "weak_hash"),
         (
             "sha256WithRSA",
             build_signed_data(replace(spec, signature_algorithm="sha256_rsa")),
-            True,
+            "ok",
         ),
-        ("ski", build_signed_data(replace(spec, sid="subject_key_identifier")), True),
-        ("no certificate", build_signed_data(replace(spec, include_certificate=False)), True),
+        ("ski", build_signed_data(replace(spec, sid="subject_key_identifier")), "ok"),
         (
             "other carried",
             build_signed_data(replace(spec, extra_certificates=[other.signing.certificate])),
-            True,
+            "ok",
         ),
-        ("pss", build_signed_data(replace(spec, pss=True)), False),
+        ("pss", build_signed_data(replace(spec, pss=True)), "ok"),
         (
             "unknown attribute",
             build_signed_data(
                 replace(spec, extra_attributes=[attribute("1.2.3.4", opaque(core.Null()))])
             ),
-            False,
+            "ok",
         ),
-        ("version 3", build_signed_data(replace(spec, signed_data_version="v3")), True),
+        ("version 3", build_signed_data(replace(spec, signed_data_version="v3")), "ok"),
     ]
 
 
-def test_fast_path_reads_the_canonical_shape_like_asn1crypto(
-    card: CitizenCard, spec: CmsSpec
-) -> None:
-    for label, der, canonical in _variants(card, spec):
-        for supplied in (card.signing.certificate, None, other_signing_card().signing.certificate):
-            path, _ = parsed_view(der, supplied)
-            assert path == ("fast" if canonical else "fallback"), label
+def test_every_token_shape_verifies_with_what_was_signed(card: CitizenCard, spec: CmsSpec) -> None:
+    # The shapes signers produce (HiPKI's, with the chain, detached, by SKI, PSS, with an
+    # attribute we do not use, ...): each verifies with or without certb64 and returns the
+    # signer and the signed nonce; SHA-1 is refused whichever shape carries it.
+    for label, der, outcome in _variants(card, spec):
+        for certificate in (card.signing.certificate, None):
+            if outcome != "ok":
+                rejects(outcome, der, certificate=certificate)
+                continue
+            result = pkcs7(der, certificate=certificate, expected_nonce=NONCE)
+            assert result.certificate == card.signing.certificate, label
+            assert result.nonce == NONCE, label
+            assert result.signed_content == CHALLENGE, label
+        if outcome == "ok":
+            # Another card's certb64 is never taken for this signer.
+            rejects(
+                "certificate_mismatch", der, certificate=other_signing_card().signing.certificate
+            )
+
+
+def test_tokens_without_attributes_or_certificates_verify(card: CitizenCard, spec: CmsSpec) -> None:
+    bare = build_signed_data(replace(spec, signed_attrs=False))
+    result = pkcs7(bare, certificate=card.signing.certificate)
+    assert result.nonce is None and result.certificate == card.signing.certificate
+    rejects("nonce_mismatch", bare, certificate=card.signing.certificate, expected_nonce=NONCE)
+    uncarried = build_signed_data(replace(spec, include_certificate=False))
+    assert pkcs7(uncarried, certificate=card.signing.certificate, expected_nonce=NONCE).nonce
+    rejects("malformed_signature", uncarried)
 
 
 def _reencode(der: bytes, long_form: bytes) -> bytes:
@@ -968,33 +935,29 @@ def _reencode(der: bytes, long_form: bytes) -> bytes:
     return walk(der)
 
 
-def test_fast_path_declines_non_minimal_der_that_the_full_path_accepts(
+def test_ber_lengths_outside_the_signed_octets_verify_the_same(
     good_der: bytes, card: CitizenCard
 ) -> None:
     # The unsigned signature OCTET STRING with a long-form length it does not need: BER,
-    # which asn1crypto reads. The fast path hands it over, and the token still verifies.
+    # which the parser reads; the token verifies to the very same result.
     assert _reencode(good_der, b"") == good_der
     signer_info = cms.ContentInfo.load(good_der)["content"]["signer_infos"][0]
     signature = signer_info["signature"].dump()
     ber = _reencode(good_der, signature)
     assert ber != good_der and len(ber) == len(good_der) + 1
-    assert parsed_view(ber, card.signing.certificate)[0] == "fallback"
-    assert parsed_view(good_der, card.signing.certificate)[0] == "fast"
     result = pkcs7(ber, certificate=card.signing.certificate, expected_nonce=NONCE)
     assert result == pkcs7(good_der, certificate=card.signing.certificate, expected_nonce=NONCE)
 
 
-def test_fast_path_declines_garbage_in_an_unread_field(good_der: bytes) -> None:
+def test_garbage_in_a_field_we_do_not_use_is_refused(good_der: bytes) -> None:
     # The fuzz finding: NULL parameters in digestAlgorithms replaced by a context tag.
     bad = good_der.replace(
         bytes.fromhex("300d06096086480165030402010500"),
-        bytes.fromhex("300d060960864801650304020180 00".replace(" ", "")),
+        bytes.fromhex("300d06096086480165030402018000"),
         1,
     )
-    assert parsed_view(bad, signing_card().signing.certificate) == (
-        "fallback",
-        "malformed_signature",
-    )
+    assert bad != good_der
+    rejects("malformed_signature", bad, certificate=signing_card().signing.certificate)
 
 
 def _tlv_nodes(der: bytes) -> list[tuple[int, int, int]]:
@@ -1059,17 +1022,14 @@ def _rebuild(der: bytes, target: int, how: str) -> bytes:
     return walk(0, len(der))
 
 
-def test_fast_path_agrees_with_asn1crypto_on_every_re_encoded_node(
+def test_every_re_encoded_node_verifies_identically_or_is_refused(
     good_der: bytes, card: CitizenCard, spec: CmsSpec
 ) -> None:
-    # Each TLV of a canonical token (and of one by subjectKeyIdentifier, with signingTime)
-    # in turn: a non-minimal or indefinite length, trailing octets inside it or after it,
-    # or repeated (a second SignerInfo, attribute, value, ...). parsed_view asserts that
-    # whatever the fast path reads, asn1crypto reads identically. Outside the parts it
-    # hands to asn1crypto whole, every length change, every trailing octet after a TLV or
-    # inside a constructed one makes the fast path decline.
-    from moica_auth import signature as module
-
+    # Each TLV of a token (and of one by subjectKeyIdentifier, with signingTime) in turn:
+    # a non-minimal or indefinite length, trailing octets inside it or after it, or
+    # repeated (a second SignerInfo, attribute, value, ...). Whatever is accepted returns
+    # the signer and signed data of the original token; everything else is a typed
+    # refusal.
     ski = build_signed_data(
         replace(
             spec, sid="subject_key_identifier", signed_data_version="v3", signing_time=SIGNED_AT
@@ -1077,30 +1037,35 @@ def test_fast_path_agrees_with_asn1crypto_on_every_re_encoded_node(
     )
     for token in (good_der, ski):
         assert _rebuild(token, -1, "") == token
-        certificates = module._parse_canonical(token, None)
-        assert certificates is not None
-        # asn1crypto, not the DER walk, reads the inside of the carried certificates and
-        # of the signer's issuer Name (BER lengths there are read, identically, by both).
-        leaves = [*certificates.certificates_der, certificates.sid.issuer_der or b"\x00"]
-        spans = [(token.rindex(leaf), token.rindex(leaf) + len(leaf)) for leaf in leaves]
+        expected = pkcs7(token, certificate=card.signing.certificate, expected_nonce=NONCE)
+        accepted = refused = 0
         for offset, _, _ in _tlv_nodes(token):
-            in_leaf = any(start <= offset < end for start, end in spans)
             constructed = bool(token[offset] & 0x20)
             for how in ("long", "indefinite", "inside", "after", "twice"):
                 if how == "indefinite" and not constructed:
                     continue
-                path, _ = parsed_view(_rebuild(token, offset, how), card.signing.certificate)
-                must_decline = how in ("long", "indefinite", "after") or (
-                    how == "inside" and constructed
+                variant = _rebuild(token, offset, how)
+                try:
+                    result = pkcs7(
+                        variant, certificate=card.signing.certificate, expected_nonce=NONCE
+                    )
+                except MoicaAuthError:
+                    refused += 1
+                    continue
+                accepted += 1
+                # What was signed and who signed it are unchanged; carried certificates are
+                # not signed, and a re-encoded copy is only one more path candidate.
+                assert replace(result, certificates=()) == replace(expected, certificates=()), (
+                    offset,
+                    how,
                 )
-                if must_decline and not in_leaf:
-                    assert path == "fallback", (offset, how)
-    # The signed attributes with a long length: the full path verifies the signature over
-    # their DER (RFC 5652 §5.4), so the token is still good.
+        assert accepted and refused
+    # The signed attributes with a long length: the signature is verified over their
+    # original octets (RFC 5652 §5.4), so the token is still good.
     signed_attrs = cms.ContentInfo.load(good_der)["content"]["signer_infos"][0]["signed_attrs"]
     attrs = good_der.index(signed_attrs.dump())
     ber = _rebuild(good_der, attrs, "long")
-    assert module._parse_canonical(ber, None) is None
+    assert ber != good_der
     assert pkcs7(ber, expected_nonce=NONCE).nonce == NONCE
 
 
@@ -1113,15 +1078,11 @@ def test_a_released_buffer_is_a_malformed_signature(good_der: bytes) -> None:
     assert exc.value.code == "malformed_signature"
 
 
-def test_signer_match_by_rfc5280_name_comparison_from_either_parser(
-    good_der: bytes, card: CitizenCard, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_signer_match_by_rfc5280_name_comparison(good_der: bytes, card: CitizenCard) -> None:
     # The SignerIdentifier is not signed. Its issuer may differ from the certificate's in
     # octets and still be the same Name under RFC 5280 §7.1 (another string type, another
     # case): the certificate is then the signer, by raw-octet match or by asn1crypto's
-    # comparison, from the fast path or the full one. Another serial matches nothing.
-    from moica_auth import signature as module
-
+    # comparison. Another serial matches nothing.
     issuer = card.signing.certificate.issuer.public_bytes()
     country = bytes.fromhex("0603550406") + b"\x13\x02TW"
     assert good_der.count(issuer) == 2 and issuer.count(country) == 1  # the cert's, the sid's
@@ -1141,26 +1102,20 @@ def test_signer_match_by_rfc5280_name_comparison_from_either_parser(
     )
     assert len(other_serial) == len(good_der)
 
-    for fast in (True, False):
-        if not fast:
-            monkeypatch.setattr(module, "_parse_canonical", lambda *args, **kwargs: None)
-        for token in (utf8, lower):
-            for certificate in (card.signing.certificate, None):
-                result = pkcs7(token, certificate=certificate, expected_nonce=NONCE)
-                assert result.certificate == card.signing.certificate
-        rejects("certificate_mismatch", other_serial, certificate=card.signing.certificate)
-        rejects("malformed_signature", other_serial)
+    for token in (utf8, lower):
+        for certificate in (card.signing.certificate, None):
+            result = pkcs7(token, certificate=certificate, expected_nonce=NONCE)
+            assert result.certificate == card.signing.certificate
+    rejects("certificate_mismatch", other_serial, certificate=card.signing.certificate)
+    rejects("malformed_signature", other_serial)
 
 
-def test_crls_and_unsigned_attributes_take_the_full_path(
-    good_der: bytes, card: CitizenCard, monkeypatch: pytest.MonkeyPatch
+def test_crls_and_unsigned_attributes_are_read_but_change_nothing(
+    good_der: bytes, card: CitizenCard
 ) -> None:
-    # Neither is signed nor used: the fast path declines both, the full path reads them
-    # (parsing them completely) and the token verifies the same; a second SignerInfo next
-    # to the first is refused, whichever parser looks first.
+    # Neither is signed nor used: the parser reads them completely and the token verifies
+    # the same; a second SignerInfo next to the first is refused.
     from asn1crypto import crl as asn1_crl
-
-    from moica_auth import signature as module
 
     p = default_pki()
     issuer = p.moica_g2 if card.generation == "G2" else p.moica_g3
@@ -1191,28 +1146,16 @@ def test_crls_and_unsigned_attributes_take_the_full_path(
     expected = pkcs7(good_der, expected_nonce=NONCE)
     for token in (edited(add_crl), edited(add_unsigned)):
         assert token != good_der
-        assert parsed_view(token, card.signing.certificate)[0] == "fallback"
         assert pkcs7(token, expected_nonce=NONCE) == expected
     doubled = edited(two_signers)
-    assert parsed_view(doubled, None) == ("fallback", "malformed_signature")
     rejects("malformed_signature", doubled)
-    monkeypatch.setattr(module, "_parse_canonical", lambda *args, **kwargs: None)
-    assert pkcs7(good_der, expected_nonce=NONCE) == expected
+    rejects("malformed_signature", doubled, certificate=card.signing.certificate)
 
 
-@pytest.mark.parametrize("fast", [True, False])
-def test_both_parsers_verify_the_original_attribute_octets(
-    spec: CmsSpec, card: CitizenCard, monkeypatch: pytest.MonkeyPatch, fast: bool
-) -> None:
+def test_the_signature_covers_the_original_attribute_octets(spec: CmsSpec) -> None:
     # RFC 5652 §5.4: the signature is over the signed attributes' own octets re-tagged as
     # a SET (0x31), never over a re-encoding, nor over the [0]-tagged octets.
-    from moica_auth import signature as module
-
     unsorted = build_signed_data(replace(spec, attribute_order=lambda attrs: attrs[::-1]))
     tagged = build_signed_data(replace(spec, sign_tagged_attributes=True))
-    for der in (unsorted, tagged):
-        assert parsed_view(der, card.signing.certificate)[0] == "fast"
-    if not fast:
-        monkeypatch.setattr(module, "_parse_canonical", lambda *args, **kwargs: None)
     assert pkcs7(unsorted).nonce == NONCE
     rejects("signature_invalid", tagged)

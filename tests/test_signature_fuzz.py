@@ -87,31 +87,3 @@ def test_mutated_signed_data_only_raises_library_errors(
     assert result.signed_content == CHALLENGE
     assert result.nonce == NONCE
     assert result.certificate.public_bytes(serialization.Encoding.DER) == card.signing.cert_der()
-
-
-@_settings(400)
-@given(
-    mutations=st.lists(
-        st.tuples(st.integers(min_value=0), st.integers(0, 255), st.sampled_from("rid")),
-        min_size=1,
-        max_size=3,
-    ),
-    with_certb64=st.booleans(),
-)
-def test_fast_path_accepts_only_what_the_full_path_reads_identically(
-    mutations: list[tuple[int, int, str]], with_certb64: bool
-) -> None:
-    # Whatever the canonical fast path accepts, the asn1crypto path accepts too, with the
-    # same fields and attribute values (tests.test_signature.parsed_view asserts it).
-    from tests.test_signature import parsed_view
-
-    der = bytearray(_good_der())
-    for position, value, kind in mutations:
-        index = position % (len(der) or 1)
-        if kind == "r":
-            der[index : index + 1] = bytes([value])
-        elif kind == "i":
-            der[index:index] = bytes([value])
-        else:
-            del der[index : index + 1]
-    parsed_view(bytes(der), signing_card().signing.certificate if with_certb64 else None)

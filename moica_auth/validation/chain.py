@@ -31,6 +31,12 @@ order                 check → error
                       (``WeakKey`` for a CA key it calls too weak)
 ====================  ==============================================================
 
+Before step 3, the work is bounded (:mod:`moica_auth.validation.bounds`): more than
+``max_carried_certificates`` intermediates → ``ChainTooComplex``; a carried certificate
+whose key the profile never uses → ``UnsupportedKey``; the issuer search of step 3 may
+verify at most ``max_signature_checks`` signatures → ``ChainTooComplex``. Step 7 also
+holds the leaf's RSA key to the same exponent and modulus rule (``UnsupportedKey``).
+
 Cheap local checks run before the expensive path validation; a certificate that fails
 several checks reports the first in this order. Step 3 is a light search of our own so
 that "nobody we trust signed this" (``untrusted_issuer``) is told apart from "a trusted
@@ -53,6 +59,7 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtensionOID
 from cryptography.x509.verification import (
@@ -82,7 +89,14 @@ from moica_auth.exceptions import (
     WeakKey,
     WrongKeyUsage,
 )
-from moica_auth.validation.trust import TrustStore
+from moica_auth.validation.bounds import (
+    MAX_CARRIED_CERTIFICATES,
+    MAX_SIGNATURE_CHECKS,
+    SignatureBudget,
+    require_carried_count,
+    require_usable_key,
+)
+from moica_auth.validation.trust import TrustStore, signature_verifies
 
 __all__ = [
     "ANY_POLICY",
@@ -120,12 +134,18 @@ class ValidationPolicy:
       a bare string or anything else raises ``ValueError``.
     * ``min_rsa_bits``: smallest accepted RSA modulus for the leaf (both profiles).
     * ``max_chain_depth``: most intermediates between leaf and anchor.
+    * ``max_carried_certificates``: most untrusted candidate certificates (those a token
+      carries) one validation accepts; more → ``ChainTooComplex`` before any work.
+    * ``max_signature_checks``: most signature verifications the issuer search may do
+      for one validation; more → ``ChainTooComplex``.
     """
 
     profile: str = "moica"
     allowed_policy_oids: frozenset[str] = frozenset({MOICA_POLICY_OID})
     min_rsa_bits: int = 2048
     max_chain_depth: int = 4
+    max_carried_certificates: int = MAX_CARRIED_CERTIFICATES
+    max_signature_checks: int = MAX_SIGNATURE_CHECKS
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -145,6 +165,10 @@ class ValidationPolicy:
             raise ValueError("min_rsa_bits must be between 1 and 16384")
         if not 0 <= self.max_chain_depth <= 255:
             raise ValueError("max_chain_depth must be between 0 and 255")
+        if not 0 <= self.max_carried_certificates <= 256:
+            raise ValueError("max_carried_certificates must be between 0 and 256")
+        if not 1 <= self.max_signature_checks <= 4096:
+            raise ValueError("max_signature_checks must be between 1 and 4096")
 
 
 @dataclass(frozen=True)
@@ -188,6 +212,10 @@ def _sanitise(exc: Exception) -> str:
     return message[:cut] if cut >= 0 else message
 
 
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
 def _signature_hash_name(cert: x509.Certificate) -> str | None:
     try:
         algorithm = cert.signature_hash_algorithm
@@ -201,6 +229,7 @@ def _find_path(
     trust: TrustStore,
     pool: Sequence[x509.Certificate],
     verified: Sequence[x509.Certificate] = (),
+    budget: SignatureBudget | None = None,
 ) -> list[x509.Certificate] | None:
     """The shortest leaf → … → anchor sequence whose every link is a verified signature
     (breadth-first, so the depth check below sees the shortest possible path).
@@ -208,19 +237,25 @@ def _find_path(
     ``verified`` is a path that ``cryptography``'s verifier has just validated (leaf
     first): its links are verified signatures already, so they are not verified again
     here; every other candidate link still is (CA → CA links of the store once per
-    store, see :meth:`TrustStore._find_issuers`)."""
+    store), through ``budget`` when given (:class:`ChainTooComplex` once it is spent).
+    Each certificate is expanded at most once, and each (child, issuer key) pair is
+    verified at most once (:class:`~moica_auth.validation.trust.IssuerSearch`)."""
     if trust.is_anchor(leaf):
         return [leaf]
-    links = tuple(pairwise(verified))
+    search = trust.issuer_search(
+        pool,
+        verified_links=tuple(pairwise(verified)),
+        verify=budget.verify if budget is not None else signature_verifies,
+    )
     frontier: list[list[x509.Certificate]] = [[leaf]]
-    seen: set[bytes] = {trust._tbs_of(leaf)}
+    seen: set[bytes] = {leaf.tbs_certificate_bytes}
     for _ in range(_SEARCH_DEPTH):
         next_frontier: list[list[x509.Certificate]] = []
         for path in frontier:
-            for issuer in trust._find_issuers(path[-1], pool, verified_links=links):
+            for issuer in search.issuers(path[-1]):
                 if trust.is_anchor(issuer):
                     return [*path, issuer]
-                tbs = trust._tbs_of(issuer)
+                tbs = issuer.tbs_certificate_bytes
                 if tbs not in seen:
                     seen.add(tbs)
                     next_frontier.append([*path, issuer])
@@ -298,7 +333,8 @@ def _check_natural_person(citizen: CitizenCertificate) -> None:
 def _check_key(
     citizen: CitizenCertificate, cert: x509.Certificate, policy: ValidationPolicy
 ) -> None:
-    """Key strength of the leaf: RSA ≥ ``min_rsa_bits`` (MOICA cards are RSA-2048)."""
+    """Key strength of the leaf: RSA ≥ ``min_rsa_bits`` (MOICA cards are RSA-2048), and
+    an RSA exponent and modulus the profile uses (``UnsupportedKey``)."""
     key = cert.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         if key.key_size < policy.min_rsa_bits:
@@ -308,6 +344,7 @@ def _check_key(
             )
     elif policy.profile == "moica":
         raise WeakKey(f"{citizen.key_type} keys are not used by MOICA citizen certificates")
+    require_usable_key(cert, profile=policy.profile, role="leaf")
 
 
 def _check_hashes(path: Sequence[x509.Certificate], trust: TrustStore) -> None:
@@ -433,6 +470,7 @@ def validate_chain(
     intermediates: Sequence[x509.Certificate] = (),
     policy: ValidationPolicy = ValidationPolicy(),
     at: datetime | None = None,
+    budget: SignatureBudget | None = None,
 ) -> ValidatedChain:
     """Validate ``certificate`` up to an anchor of ``trust`` at ``at`` (RFC 5280 §6.1).
 
@@ -440,6 +478,13 @@ def validate_chain(
     CMS SignedData, RFC 5652 §5.1) used together with ``trust.intermediates``. Raises a
     specific :class:`~moica_auth.exceptions.MoicaAuthError` subclass on any failure (see
     the module docstring for the order); never returns an unvalidated chain.
+
+    Work is bounded before it starts: more than ``policy.max_carried_certificates``
+    ``intermediates`` raise :class:`ChainTooComplex`, a carried certificate with a key no
+    MOICA CA has raises :class:`UnsupportedKey`, and the issuer search verifies at most
+    ``budget.limit`` signatures (a fresh :class:`SignatureBudget` of
+    ``policy.max_signature_checks`` unless one is given; pass your own to read
+    :attr:`SignatureBudget.spent` afterwards).
     """
     when = _normalise_time(at)
     leaf = load_certificate(certificate)
@@ -450,14 +495,26 @@ def validate_chain(
     # searching for an issuer, since a legacy signature may not even be verifiable.
     _check_hashes([leaf], trust)
 
-    pool: list[x509.Certificate] = []
-    for cert in (*trust.intermediates, *intermediates):
-        if cert != leaf and not any(cert == seen for seen in pool):
-            candidate = load_certificate(cert)
-            # Token intermediates are attacker-chosen: the issuer search reads their
-            # extensions and keys, so refuse unreadable ones here with a typed error.
-            require_parsable(candidate, "an intermediate certificate's")
-            pool.append(candidate)
+    # Bounded work (see moica_auth.validation.bounds): how many untrusted candidates,
+    # and which keys, are settled before any of them is parsed further or searched.
+    require_carried_count(len(intermediates), policy.max_carried_certificates)
+    if budget is None:
+        budget = SignatureBudget(policy.max_signature_checks)
+    pool: list[x509.Certificate] = list(trust.intermediates)
+    seen: set[bytes] = {trust._der_of(cert) for cert in pool}
+    leaf_der = _der(leaf) if intermediates else b""
+    for cert in intermediates:
+        candidate = load_certificate(cert)
+        der = _der(candidate)
+        if der == leaf_der or der in seen:
+            continue
+        seen.add(der)
+        # Token intermediates are attacker-chosen: the issuer search reads their
+        # extensions and keys, so refuse unreadable ones here with a typed error, and
+        # keys no MOICA CA has before anything is verified with them.
+        require_parsable(candidate, "an intermediate certificate's")
+        require_usable_key(candidate, profile=policy.profile, role="carried certificate")
+        pool.append(candidate)
     # cryptography's verifier runs here, before the checks that precede it in the order
     # above, only so that the path it verified spares _find_path re-verifying the same
     # signatures. Its verdict is reported exactly where it was: an error is held back and
@@ -470,7 +527,7 @@ def validate_chain(
         verified = _run_verifier(leaf, trust, pool, policy, when)
     except Exception as exc:
         verifier_error = exc
-    path = _find_path(leaf, trust, pool, verified)
+    path = _find_path(leaf, trust, pool, verified, budget)
     if path is None:
         raise UntrustedIssuer("no trusted issuer verifies this certificate", issuer=citizen.issuer)
 

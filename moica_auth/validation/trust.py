@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -25,7 +25,7 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtensionOID
 
@@ -36,6 +36,7 @@ __all__ = [
     "LEGACY_CA_NAMES",
     "OFFICIAL_CA_FINGERPRINTS",
     "OFFICIAL_CA_URLS",
+    "IssuerSearch",
     "TrustStore",
     "fingerprint",
     "official_name",
@@ -182,7 +183,11 @@ class TrustStore:
     _skis: tuple[bytes | None, ...] = field(
         default=(), init=False, repr=False, compare=False, hash=False
     )
-    _tbs: tuple[bytes, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
+    _ders: tuple[bytes, ...] = field(default=(), init=False, repr=False, compare=False, hash=False)
+    # DER → position in ``_own`` (the first, for a certificate both anchor and intermediate).
+    _position: dict[bytes, int] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
     # signature_verifies(own[i], own[j]) by (i, j): at most len(store)² entries.
     _links: dict[tuple[int, int], bool] = field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
@@ -216,7 +221,10 @@ class TrustStore:
         object.__setattr__(
             self, "_skis", tuple(_key_id(c, ExtensionOID.SUBJECT_KEY_IDENTIFIER) for c in own)
         )
-        object.__setattr__(self, "_tbs", tuple(c.tbs_certificate_bytes for c in own))
+        ders = tuple(_der(c) for c in own)
+        object.__setattr__(self, "_ders", ders)
+        for position, der in enumerate(ders):
+            self._position.setdefault(der, position)
 
     def __copy__(self) -> TrustStore:
         # The memos hold a lock, which cannot be copied: a copy is a new store with the
@@ -273,74 +281,32 @@ class TrustStore:
         present, and (§6.1.3 (a)(1)) verify ``cert``'s signature. Name equality alone never
         suffices. Anchors come first in the result.
         """
-        return self._find_issuers(cert, extra, verified_links=())
+        return self.issuer_search(extra).issuers(cert)
 
-    def _find_issuers(
+    def issuer_search(
         self,
-        cert: x509.Certificate,
-        extra: Sequence[x509.Certificate],
+        extra: Sequence[x509.Certificate] = (),
         *,
-        verified_links: Sequence[tuple[x509.Certificate, x509.Certificate]],
-    ) -> tuple[x509.Certificate, ...]:
-        """:meth:`find_issuers` with the same result, computed with less work.
+        verified_links: Sequence[tuple[x509.Certificate, x509.Certificate]] = (),
+        verify: Callable[[x509.Certificate, x509.Certificate], bool] = signature_verifies,
+    ) -> IssuerSearch:
+        """An :class:`IssuerSearch` over this store and ``extra`` for one validation."""
+        return IssuerSearch(self, extra, verified_links=verified_links, verify=verify)
 
-        * A (child, issuer) pair in ``verified_links`` is a signature the caller has
-          *already verified* (a link of the path ``cryptography``'s verifier has just
-          validated): it is not verified a second time.
-        * A link between two of the store's own certificates is verified once per store.
-        * Which own certificates have a given issuer Name as subject is computed once per
-          Name (keyed by its DER; the last :data:`_ISSUER_MEMO_SIZE` Names).
-        * ``extra`` certificates that are also own certificates were just weighed as such,
-          with the same outcome, so they are skipped.
-
-        Certificates compare by ``==`` (their DER) in linear scans: a certificate's
-        ``hash`` costs more than comparing it with the few certificates of a store.
-        """
-        aki = _key_id(cert, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
-        child = self._index(cert)
-        issuer = cert.issuer
-        found: list[x509.Certificate] = []
-        for position in self._subjects_equal_to(issuer):
-            candidate = self._own[position]
-            if any(candidate == f for f in found):
-                continue
-            ski = self._skis[position]
-            if aki is not None and ski is not None and ski != aki:
-                continue
-            if _is_verified_link(verified_links, cert, candidate) or (
-                self._own_link(child, position)
-                if child is not None
-                else signature_verifies(cert, candidate)
-            ):
-                found.append(candidate)
-        for candidate in extra:
-            if self._index(candidate) is not None:
-                continue
-            if candidate.subject != issuer or any(candidate == f for f in found):
-                continue
-            if aki is not None:
-                ski = _key_id(candidate, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
-                if ski is not None and ski != aki:
-                    continue
-            if _is_verified_link(verified_links, cert, candidate) or signature_verifies(
-                cert, candidate
-            ):
-                found.append(candidate)
-        return tuple(found)
+    def _der_of(self, cert: x509.Certificate) -> bytes:
+        """``cert``'s DER, without re-encoding it when it is one of the store's objects."""
+        for position, own in enumerate(self._own):
+            if cert is own:
+                return self._ders[position]
+        return _der(cert)
 
     def _index(self, cert: x509.Certificate) -> int | None:
         """The position of ``cert`` (by DER) among the anchors then intermediates."""
         for position, own in enumerate(self._own):
-            # ``is`` first: comparing two equal certificates costs ~2 µs, and the pool
-            # holds the store's own objects.
-            if cert is own or cert == own:
+            # ``is`` first: the pool holds the store's own objects.
+            if cert is own:
                 return position
-        return None
-
-    def _tbs_of(self, cert: x509.Certificate) -> bytes:
-        """``cert.tbs_certificate_bytes`` (a fresh copy each call), kept for own ones."""
-        position = self._index(cert)
-        return cert.tbs_certificate_bytes if position is None else self._tbs[position]
+        return self._position.get(_der(cert))
 
     def _subjects_equal_to(self, issuer: x509.Name) -> tuple[int, ...]:
         """Indexes, in order, of the own certificates whose subject ``==`` ``issuer``."""
@@ -371,15 +337,119 @@ class TrustStore:
         return known
 
 
-def _is_verified_link(
-    links: Sequence[tuple[x509.Certificate, x509.Certificate]],
-    cert: x509.Certificate,
-    issuer: x509.Certificate,
-) -> bool:
-    return any(
-        (cert is child or cert == child) and (issuer is parent or issuer == parent)
-        for child, parent in links
-    )
+def _der(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _key_der(cert: x509.Certificate) -> bytes | None:
+    """The SubjectPublicKeyInfo DER of ``cert``; None if the key cannot be read."""
+    try:
+        return cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    except (ValueError, UnsupportedAlgorithm, TypeError):
+        return None
+
+
+class IssuerSearch:
+    """Issuer candidates of certificates, for one validation over one store and pool.
+
+    Built once per validation so that each step of a path search costs time linear in
+    the candidates that bear the wanted issuer Name, not in the whole pool:
+
+    * the pool is indexed once by subject Name DER (duplicates and the store's own
+      certificates dropped: those are weighed as own certificates);
+    * a (child, issuer) pair in ``verified_links`` is a signature the caller has
+      *already verified* (a link of the path ``cryptography``'s verifier has just
+      validated): it is not verified again;
+    * a link between two of the store's own certificates is verified once per store;
+    * any other check goes through ``verify`` (a :class:`SignatureBudget`'s, in path
+      validation) at most once per (child, issuer public key): certificates that share a
+      key cost one verification per child, not one per candidate.
+    """
+
+    def __init__(
+        self,
+        store: TrustStore,
+        extra: Sequence[x509.Certificate],
+        *,
+        verified_links: Sequence[tuple[x509.Certificate, x509.Certificate]] = (),
+        verify: Callable[[x509.Certificate, x509.Certificate], bool] = signature_verifies,
+    ) -> None:
+        self._store = store
+        self._verify = verify
+        self._links = {
+            (store._der_of(child), store._der_of(parent)) for child, parent in verified_links
+        }
+        self._memo: dict[tuple[bytes, bytes], bool] = {}
+        self._keys: dict[bytes, bytes | None] = {}
+        self._by_subject: dict[bytes, list[tuple[x509.Certificate, bytes, bytes | None]]] = {}
+        seen: set[bytes] = set()
+        for candidate in extra:
+            der = store._der_of(candidate)
+            if der in seen or der in store._position:
+                continue
+            seen.add(der)
+            try:
+                subject = candidate.subject.public_bytes()
+            except ValueError:
+                continue  # a Name that does not parse names no issuer
+            ski = _key_id(candidate, ExtensionOID.SUBJECT_KEY_IDENTIFIER)
+            self._by_subject.setdefault(subject, []).append((candidate, der, ski))
+
+    def issuers(self, cert: x509.Certificate) -> tuple[x509.Certificate, ...]:
+        """The verified issuers of ``cert``: own certificates (anchors first), then pool."""
+        store = self._store
+        aki = _key_id(cert, ExtensionOID.AUTHORITY_KEY_IDENTIFIER)
+        cert_der = store._der_of(cert)
+        child = store._position.get(cert_der)
+        issuer = cert.issuer
+        found: list[x509.Certificate] = []
+        found_der: set[bytes] = set()
+        for position in store._subjects_equal_to(issuer):
+            candidate_der = store._ders[position]
+            if candidate_der in found_der:
+                continue
+            ski = store._skis[position]
+            if aki is not None and ski is not None and ski != aki:
+                continue
+            candidate = store._own[position]
+            if (cert_der, candidate_der) in self._links or (
+                store._own_link(child, position)
+                if child is not None
+                else self._checked(cert, cert_der, candidate, candidate_der)
+            ):
+                found.append(candidate)
+                found_der.add(candidate_der)
+        for candidate, candidate_der, ski in self._by_subject.get(issuer.public_bytes(), ()):
+            if candidate_der in found_der:
+                continue
+            if aki is not None and ski is not None and ski != aki:
+                continue
+            if (cert_der, candidate_der) in self._links or self._checked(
+                cert, cert_der, candidate, candidate_der
+            ):
+                found.append(candidate)
+                found_der.add(candidate_der)
+        return tuple(found)
+
+    def _checked(
+        self,
+        cert: x509.Certificate,
+        cert_der: bytes,
+        candidate: x509.Certificate,
+        candidate_der: bytes,
+    ) -> bool:
+        if candidate_der not in self._keys:
+            self._keys[candidate_der] = _key_der(candidate)
+        key = self._keys[candidate_der]
+        if key is None:
+            return False  # an unreadable key verifies nothing
+        known = self._memo.get((cert_der, key))
+        if known is None:
+            known = self._verify(cert, candidate)
+            self._memo[(cert_der, key)] = known
+        return known
 
 
 def _unique(certs: Iterable[x509.Certificate]) -> tuple[x509.Certificate, ...]:

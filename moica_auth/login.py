@@ -44,6 +44,7 @@ from moica_auth.exceptions import (
     TooManyAttempts,
 )
 from moica_auth.models import LoginAttempt
+from moica_auth.ratelimit import Reservation
 from moica_auth.services import Services, get_services
 from moica_auth.session import SessionRecord
 
@@ -292,8 +293,12 @@ def perform_login(
     session: LoginSession,
     client: ClientInfo,
     services: Services | None = None,
+    reservation: Reservation | None = None,
 ) -> LoginOutcome | LoginRefusal:
     """Run the whole login for a credential from ``source``.
+
+    ``reservation``: the address's attempt from :func:`admit_client`, when the caller
+    reserved it before parsing; otherwise it is reserved here.
 
     Refusals (every :class:`MoicaAuthError`) are counted, audited and signalled, and
     returned as :class:`LoginRefusal`; anything unexpected becomes
@@ -305,10 +310,11 @@ def perform_login(
         logger.error("moica login unavailable: %s", exc.code)
         return LoginRefusal(exc)
     citizen: CitizenCertificate | None = None
+    held = reservation if reservation is not None else Reservation()
     try:
         try:
-            # A locked address is refused before any work on its token.
-            services.limiter.check(ip=client.ip)
+            # An address is held to its limit before any work on its token.
+            services.limiter.reserve(held, ip=client.ip)
             services.limiter.check(ip=None, fingerprint=source.claimed_fingerprint())
             now = services.clock()
             credential = source.obtain(
@@ -317,33 +323,42 @@ def perform_login(
             citizen = credential.citizen
             # Only a verified signature counts against the certificate: otherwise anyone
             # could lock a citizen out by posting their (public) certificate with garbage.
-            services.limiter.check(ip=None, fingerprint=citizen.fingerprint_sha256)
-            fields, id_hash = _verify_personal_data(services, citizen, personal)
+            # Reserved before the personal-data verifiers run (an oracle for guesses).
+            services.limiter.reserve(held, fingerprint=citizen.fingerprint_sha256)
+            fields, id_hash = _verify_personal_data(services, citizen, personal, held)
             user = _bind(credential, fields, id_hash, client)
         except MoicaAuthError as exc:
-            _on_failure(services, exc, client=client, citizen=citizen)
+            _on_failure(services, exc, client=client, citizen=citizen, reservation=held)
             return LoginRefusal(exc, citizen)
-        return _complete(services, session, client, credential, user, fields, now)
+        return _complete(services, session, client, credential, user, fields, now, held)
     except Exception as exc:
         # Only the type is logged: the message or traceback may quote the request.
         logger.error("moica login failed unexpectedly: %s", type(exc).__name__)
         error = LoginUnavailable(type(exc).__name__)
-        _on_failure(services, error, client=client, citizen=None)  # 5xx: counts for nobody
+        # 5xx: counts for nobody; the slots are released.
+        _on_failure(services, error, client=client, citizen=None, reservation=held)
         return LoginRefusal(error)
 
 
-def admit_client(services: Services, client: ClientInfo) -> None:
-    """Refuse a locked client address (``TooManyAttempts``) before any work on its
-    request, its body included."""
-    services.limiter.check(ip=client.ip)
+def admit_client(services: Services, client: ClientInfo) -> Reservation:
+    """Reserve an attempt for the client address before any work on its request, its
+    body included (``TooManyAttempts`` when it is locked or all its attempts are taken).
+    Hand the reservation to :func:`perform_login` or :func:`refuse`."""
+    reservation = Reservation()
+    services.limiter.reserve(reservation, ip=client.ip)
+    return reservation
 
 
 def refuse(
-    error: MoicaAuthError, *, client: ClientInfo, services: Services | None = None
+    error: MoicaAuthError,
+    *,
+    client: ClientInfo,
+    services: Services | None = None,
+    reservation: Reservation | None = None,
 ) -> LoginRefusal:
     """Count, audit and signal a refusal decided before :func:`perform_login` ran (a
     locked address, a malformed request), as :func:`perform_login` does its own."""
-    _on_failure(services, error, client=client, citizen=None)
+    _on_failure(services, error, client=client, citizen=None, reservation=reservation)
     return LoginRefusal(error)
 
 
@@ -367,6 +382,7 @@ def _complete(
     user: Any,
     fields: frozenset[str],
     now: datetime,
+    held: Reservation,
 ) -> LoginOutcome | LoginRefusal:
     citizen = credential.citizen
     revocation = revocation_of(credential.verified.revocation, now=now)
@@ -386,7 +402,7 @@ def _complete(
             session.establish(user, record)
             if fields >= frozenset(PERSONAL_FIELDS):
                 # Only a login that proved every personal field clears the card's failures.
-                services.limiter.succeeded(fingerprint=citizen.fingerprint_sha256)
+                services.limiter.succeeded(fingerprint=citizen.fingerprint_sha256, reservation=held)
             _audit(
                 outcome=LoginAttempt.OK,
                 ip=client.ip,
@@ -402,8 +418,12 @@ def _complete(
         except Exception:
             logger.error("moica logout after a failed login failed")
         error = LoginUnavailable(type(exc).__name__)
-        _on_failure(services, error, client=client, citizen=None)
+        _on_failure(services, error, client=client, citizen=None, reservation=held)
         return LoginRefusal(error)
+    try:
+        services.limiter.settle(held, counted=frozenset())
+    except MoicaAuthError:
+        logger.warning("moica rate limit store unavailable while releasing an attempt")
     logger.info("moica login ok fingerprint=%s", citizen.fingerprint_sha256[:16])
     _send(signals.moica_login_succeeded, client, code="ok", citizen=citizen)
     return LoginOutcome(
@@ -420,7 +440,7 @@ def _complete(
 
 
 def _verify_personal_data(
-    services: Services, citizen: CitizenCertificate, personal: PersonalInput
+    services: Services, citizen: CitizenCertificate, personal: PersonalInput, held: Reservation
 ) -> tuple[frozenset[str], str | None]:
     """Verify the personal fields; return (verified field names, ID-number HMAC to bind
     the account to, or ``None``)."""
@@ -442,6 +462,11 @@ def _verify_personal_data(
         if personal.birth_date is not None
         else None
     )
+    if id_number is not None:
+        # Guesses at one person's birth date spread over several cards still meet one
+        # limit: the (keyed) hash of the typed number holds a slot too.
+        guess_key = id_number_hash(id_number, key=app_settings.HASH_KEY)
+        services.limiter.reserve(held, id_key=guess_key)
     evidence = verify_personal_evidence(
         citizen=citizen,
         data=PersonalData(id_number=id_number, birth_date=birth_date),
@@ -452,7 +477,7 @@ def _verify_personal_data(
     # The binding rule (docs/security.md): an account is keyed by an ID number only when
     # a verifier proved, in this login, that this number belongs to this certificate.
     if id_number is not None and "id_number" in evidence.pair_proven:
-        id_hash = id_number_hash(id_number, key=app_settings.HASH_KEY)
+        id_hash = guess_key
     return evidence.fields, id_hash
 
 
@@ -500,16 +525,22 @@ def _on_failure(
     *,
     client: ClientInfo,
     citizen: CitizenCertificate | None,
+    reservation: Reservation | None = None,
 ) -> None:
     ip = client.ip
     fingerprint = citizen.fingerprint_sha256 if citizen is not None else None
     # Server-side trouble (5xx: an OCSP outage, Redis down, misconfiguration) is not the
     # client's attempt and must not lock a whole office behind one NAT address. A missing
     # field is no guess at the card holder's data, so it does not count against the card.
-    if services is not None and exc.http_status < 500 and not isinstance(exc, TooManyAttempts):
-        card = None if isinstance(exc, FieldRequired) else fingerprint
+    counted: frozenset[str] = frozenset()
+    if exc.http_status < 500 and not isinstance(exc, TooManyAttempts):
+        counted = frozenset({"ip"} if isinstance(exc, FieldRequired) else {"ip", "cert", "id"})
+    if services is not None:
         try:
-            services.limiter.failed(ip=ip, fingerprint=card)
+            if reservation is not None:
+                services.limiter.settle(reservation, counted=counted)
+            elif counted:
+                services.limiter.failed(ip=ip, fingerprint=None)
         except MoicaAuthError:
             logger.warning("moica rate limit store unavailable while counting a failure")
     logger.info(

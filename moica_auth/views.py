@@ -239,23 +239,27 @@ def login_view(request: HttpRequest) -> HttpResponse:
     except MoicaAuthError as exc:
         logger.error("moica login unavailable: %s", exc.code)
         return _error_response(exc)
+    reservation = None
     try:
         # A locked address is refused before its body is even parsed.
-        admit_client(services, client)
+        reservation = admit_client(services, client)
         data = parse_login(request)
         redirect_to = _safe_next(request, data.next)
     except MoicaAuthError as exc:
-        return _error_response(refuse(exc, client=client, services=services).error)
+        refusal = refuse(exc, client=client, services=services, reservation=reservation)
+        return _error_response(refusal.error)
     except Exception as exc:  # a bug: JSON, not an HTML 500
         logger.error("moica login failed unexpectedly: %s", type(exc).__name__)
         error = LoginUnavailable(type(exc).__name__)
-        return _error_response(refuse(error, client=client, services=services).error)
+        refusal = refuse(error, client=client, services=services, reservation=reservation)
+        return _error_response(refusal.error)
     result = perform_login(
         data.card_source(),
         data.personal(),
         session=_DjangoLoginSession(request),
         client=client,
         services=services,
+        reservation=reservation,
     )
     if isinstance(result, LoginRefusal):
         return _error_response(result.error)

@@ -52,6 +52,7 @@ from moica_auth.login import (
     perform_login,
     refuse,
 )
+from moica_auth.request_guard import body_refusal, unreadable_body
 from moica_auth.services import get_services
 from moica_auth.session import PENDING_KEY, SessionRecord, moica_from_request
 
@@ -81,6 +82,24 @@ _View = TypeVar("_View", bound=Callable[..., HttpResponseBase])
 class _JsonCsrfMiddleware(CsrfViewMiddleware):
     """Django's CSRF check, unchanged, answering a refusal as JSON ``403 csrf_failed``
     (the login endpoints are called by script, which cannot read Django's HTML page)."""
+
+    # The stubs type process_view's answer as HttpResponseForbidden; a malformed body is
+    # a 400, not a 403.
+    def process_view(  # type: ignore[override]
+        self,
+        request: HttpRequest,
+        callback: Callable[..., Any],
+        callback_args: Any,
+        callback_kwargs: Any,
+    ) -> HttpResponse | None:
+        # Django's check reads request.POST (the csrfmiddlewaretoken field) and catches
+        # only UnreadablePostError: a body that cannot be parsed (an unknown charset, a
+        # broken multipart boundary, too many fields) must be a 4xx JSON refusal here,
+        # not an exception that Django's CSRF-decorated error views raise again.
+        exc = unreadable_body(request)
+        if exc is not None:
+            return body_refusal(request, exc)
+        return super().process_view(request, callback, callback_args, callback_kwargs)
 
     def _reject(self, request: HttpRequest, reason: str) -> HttpResponse:
         logger.info("moica request refused by the CSRF check: %s", reason)

@@ -348,6 +348,9 @@ def login_page_view(request: HttpRequest) -> HttpResponse:
         "next": _safe_next(request, request.GET.get("next")),
         "step_up": moica.is_authenticated,
         "moica": moica,
+        # The origin the challenge text names (what the card signs for): shown so that a
+        # citizen sent to a relay site can see the mismatch with the address bar.
+        "signing_origin": app_settings.ORIGIN or "",
     }
     response = render(request, "moica_auth/login.html", context)
     # The HiPKI bridge is a cross-origin popup that must keep ``window.opener``; Django's

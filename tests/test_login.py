@@ -230,3 +230,17 @@ def test_second_channel_reuses_the_whole_login(moica_settings, pki):
     again = perform_login(source, PersonalInput(), session=MemorySession(), client=CLIENT)
     assert isinstance(again, LoginRefusal)
     assert source.obtained == 2
+
+
+def test_login_page_shows_the_origin_being_signed_for(moica_settings):
+    from django.test import Client
+
+    page = Client().get("/moica/login-page/", HTTP_ACCEPT_LANGUAGE="zh-hant")
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert 'data-moica-origin="http://testserver"' in text
+    assert "<strong>http://testserver</strong>" in text and "網址列" in text
+    moica_settings.MOICA_AUTH_ORIGIN = "https://portal.example.gov.tw"
+    english = Client().get("/moica/login-page/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "<strong>https://portal.example.gov.tw</strong>" in english
+    assert "address bar" in english

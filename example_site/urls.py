@@ -31,3 +31,9 @@ urlpatterns = [
     path("household/", include(household_patterns)),
     path("admin/", admin.site.urls),
 ]
+
+# Error views that never raise (see example_site.portal.views).
+handler400 = "example_site.portal.views.bad_request"
+handler403 = "example_site.portal.views.permission_denied"
+handler404 = "example_site.portal.views.page_not_found"
+handler500 = "example_site.portal.views.server_error"

@@ -7,7 +7,7 @@ import zipfile
 from typing import Any
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import path, reverse
@@ -15,6 +15,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from moica_auth.anchors import AnchorRefused, check_anchor, read_certificates
+from moica_auth.identity.relink import RelinkRefused, relink_identity
 from moica_auth.models import (
     CitizenIdentity,
     LoginAttempt,
@@ -118,6 +119,40 @@ class CitizenIdentityAdmin(_ReadOnlyAdmin):
     search_fields = ("card_serial", "cert_fingerprint")
     # The HMAC of the ID number is not shown: it serves no purpose to an operator.
     exclude = ("id_hash",)
+    actions = ("relink_newer_to_older",)
+
+    def has_relink_permission(self, request: HttpRequest) -> bool:
+        # Moving a card to another account hands that account to the card's holder:
+        # superusers only.
+        return bool(getattr(request.user, "is_superuser", False))
+
+    @admin.action(
+        permissions=["relink"],
+        description=_("Re-link the newer selected card to the older card's user (audited)"),
+    )
+    def relink_newer_to_older(
+        self, request: HttpRequest, queryset: QuerySet[CitizenIdentity]
+    ) -> None:
+        rows = list(queryset.order_by("created_at", "pk")[:3])
+        if len(rows) != 2:
+            self.message_user(
+                request,
+                _("Select exactly two identities: the old card and the new one."),
+                messages.ERROR,
+            )
+            return
+        older, newer = rows
+        try:
+            relink_identity(
+                newer,
+                older.user,
+                actor=f"admin:{request.user.get_username()}",
+                reason="admin action: newer card re-linked to the older card's user",
+            )
+        except RelinkRefused as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        self.message_user(request, _("The newer card now belongs to the older card's user."))
 
 
 # --- signing: inspect and export evidence ---------------------------------------------

@@ -41,7 +41,7 @@ from moica_auth.exceptions import (
     RevocationUnavailable,
     StoreUnavailable,
 )
-from moica_auth.session import SESSION_KEY, moica_from_request, parse_time
+from moica_auth.session import SessionRecord, moica_from_request
 
 __all__ = ["MoicaMiddleware", "recheck_session"]
 
@@ -63,21 +63,22 @@ _INCONCLUSIVE = (
 def recheck_session(request: HttpRequest) -> bool:
     """Re-check the session certificate when due; return ``False`` if it logged out."""
     interval = app_settings.RECHECK_INTERVAL
-    data = request.session.get(SESSION_KEY)
+    record = SessionRecord.read(request.session) if interval > 0 else None
     # The session is checked first so anonymous requests never load the user.
-    if interval <= 0 or not isinstance(data, dict) or not request.user.is_authenticated:
+    if record is None or not request.user.is_authenticated:
         return True
     now = app_settings.now()
-    last = parse_time(data.get("last_check")) or parse_time(data.get("auth_time"))
+    last = record.last_checked()
     if last is not None and now - last < timedelta(seconds=interval):
         return True
+    from moica_auth.login import revocation_of
     from moica_auth.services import get_services
 
     try:
-        der = base64.b64decode(str(data.get("cert") or ""), validate=True)
+        der = base64.b64decode(record.cert, validate=True)
         intermediates = [
-            x509.load_der_x509_certificate(base64.b64decode(str(item), validate=True))
-            for item in data.get("intermediates") or ()
+            x509.load_der_x509_certificate(base64.b64decode(item, validate=True))
+            for item in record.intermediates
         ]
         _, result = get_services().verifier.check_certificate(
             certificate=der, intermediates=intermediates, at=now
@@ -89,8 +90,7 @@ def recheck_session(request: HttpRequest) -> bool:
     except _INCONCLUSIVE as exc:
         # Status unknown (responder down, stale CRL): keep the session, try again later.
         logger.warning("moica session re-check inconclusive: %s", exc.code)
-        data["last_check"] = now.isoformat()
-        request.session[SESSION_KEY] = data
+        record.rechecked(now=now).write(request.session)
         return True
     except MoicaAuthError as exc:
         logger.info("moica session ended by re-check: %s", exc.code)
@@ -103,15 +103,10 @@ def recheck_session(request: HttpRequest) -> bool:
         logger.error("moica session re-check failed unexpectedly: %s", type(exc).__name__)
         logout(request)
         return False
-    data["last_check"] = now.isoformat()
-    if result is not None:
-        checked = getattr(result, "checked_at", None) or now
-        data["revocation"] = {
-            "status": str(getattr(result, "status", "")),
-            "source": str(getattr(result, "source", "") or ""),
-            "checked_at": checked.isoformat(),
-        }
-    request.session[SESSION_KEY] = data
+    summary = revocation_of(result, now=now)
+    record.rechecked(now=now, revocation=summary.as_json() if summary else None).write(
+        request.session
+    )
     return True
 
 

@@ -15,6 +15,15 @@ personal-data mismatch included, so those values cannot be brute-forced.
 Counters live in the shared :class:`~moica_auth.stores.KeyValueStore` (fixed windows,
 ``incr``), so the limits hold across processes when Redis is configured. A store outage
 raises ``StoreUnavailable``: logins fail closed.
+
+**Reservations** make the limits atomic. Counting a failure only after the attempt ended
+lets N concurrent guesses all be evaluated against a limit of 3 (each saw "2 failures so
+far"). So the login first reserves (:meth:`RateLimiter.reserve`) an attempt per address, per
+certificate and per ID-number hash, *before* the expensive or oracle-like checks: a slot
+counter (failures + attempts in flight) is compared and incremented in one atomic store
+operation (a Lua script in Redis, a lock in the memory store), and an attempt beyond the
+limit is refused ``429`` without reaching any verifier. :meth:`RateLimiter.settle` then
+keeps the slot of a counted failure and releases the others.
 """
 
 from __future__ import annotations
@@ -22,13 +31,13 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from moica_auth.conf import RateLimits
 from moica_auth.exceptions import TooManyAttempts
 from moica_auth.stores import KeyValueStore
 
-__all__ = ["RateLimiter"]
+__all__ = ["RateLimiter", "Reservation"]
 
 _LOCKED = b"1"
 
@@ -54,6 +63,14 @@ def _ip_key(ip: str) -> str:
     return hashlib.sha256(subject.encode("utf-8", "replace")).hexdigest()[:32]
 
 
+@dataclass
+class Reservation:
+    """The attempt slots one login holds: ``(kind, subject)`` pairs (kind ``"ip"``,
+    ``"cert"`` or ``"id"``). Settle it exactly once (:meth:`RateLimiter.settle`)."""
+
+    held: list[tuple[str, str]] = field(default_factory=list)
+
+
 @dataclass(frozen=True)
 class RateLimiter:
     """Counts failures and refuses locked certificates and addresses."""
@@ -70,6 +87,61 @@ class RateLimiter:
             left = self.store.ttl(lock)
             retry_after = max(1, math.ceil(left)) if left is not None else 1
             raise TooManyAttempts(f"{kind} locked", retry_after=retry_after)
+
+    def _limit(self, kind: str) -> tuple[int, int, int]:
+        lim = self.limits
+        if kind == "ip":
+            return lim.ip_failures, lim.ip_window, lim.ip_lock
+        # "cert" and "id" (a typed ID number, across cards): the card's limits.
+        return lim.cert_failures, lim.cert_window, lim.cert_lock
+
+    def reserve(
+        self,
+        reservation: Reservation,
+        *,
+        ip: str | None = None,
+        fingerprint: str | None = None,
+        id_key: str | None = None,
+    ) -> None:
+        """Reserve one attempt for each subject given, atomically; raise
+        :class:`TooManyAttempts` when a subject is locked or all its attempts are taken
+        (by failures and attempts in flight). A refused reservation holds nothing for
+        that subject; slots reserved before stay in ``reservation``."""
+        subjects = []
+        if ip:
+            subjects.append(("ip", _ip_key(ip)))
+        if fingerprint:
+            subjects.append(("cert", fingerprint.lower()))
+        if id_key:
+            subjects.append(("id", id_key.lower()))
+        for kind, subject in subjects:
+            if (kind, subject) in reservation.held:
+                continue
+            self._refuse_if_locked(kind, subject)
+            limit, window, _ = self._limit(kind)
+            slot = f"rl:{kind}:slot:{subject}"
+            if self.store.reserve(slot, limit=limit, ttl=window) is None:
+                left = self.store.ttl(slot)
+                retry_after = max(1, math.ceil(left)) if left is not None else 1
+                raise TooManyAttempts(f"{kind} attempts exhausted", retry_after=retry_after)
+            reservation.held.append((kind, subject))
+
+    def settle(self, reservation: Reservation, *, counted: frozenset[str]) -> None:
+        """End the attempt: for each held subject whose kind is in ``counted`` (a failure
+        that counts), count the failure (locking at the limit) and keep its slot; release
+        every other slot. Clears ``reservation``."""
+        held, reservation.held = reservation.held, []
+        for kind, subject in held:
+            slot = f"rl:{kind}:slot:{subject}"
+            if kind in counted:
+                limit, window, lock_for = self._limit(kind)
+                fail, lock = self._keys(kind, subject)
+                if self.store.incr(fail, ttl=window) >= limit:
+                    self.store.set(lock, _LOCKED, ttl=lock_for)
+                    self.store.delete(fail)
+                    self.store.delete(slot)
+            else:
+                self.store.release(slot)
 
     def check(self, *, ip: str | None, fingerprint: str | None = None) -> None:
         """Raise :class:`TooManyAttempts` (with ``retry_after`` seconds) when locked."""
@@ -113,12 +185,18 @@ class RateLimiter:
         subject = _ip_key(ip) if ip else "unknown"
         return self.store.incr(f"rl:ip:refused:{subject}", ttl=self.limits.ip_lock) == 1
 
-    def succeeded(self, *, fingerprint: str) -> None:
-        """Clear the certificate's failure count (never the IP's).
+    def succeeded(self, *, fingerprint: str, reservation: Reservation | None = None) -> None:
+        """Clear the certificate's failure count (never the IP's), and that of the ID
+        number the login typed (the ``"id"`` subject of ``reservation``).
 
-        The login view calls it only for a login that verified *every* personal field:
+        The login calls it only for a login that verified *every* personal field:
         a card-only success proves nothing about the birth date or ID number a failure
         may have guessed, and clearing then would let a thief with an unlocked card
         interleave plain logins with guesses without ever being locked."""
-        fail, _ = self._keys("cert", fingerprint.lower())
-        self.store.delete(fail)
+        subjects = [("cert", fingerprint.lower())]
+        if reservation is not None:
+            subjects += [(kind, subject) for kind, subject in reservation.held if kind == "id"]
+        for kind, subject in subjects:
+            fail, _ = self._keys(kind, subject)
+            self.store.delete(fail)
+            self.store.delete(f"rl:{kind}:slot:{subject}")

@@ -15,13 +15,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import base64
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from django.http import HttpRequest
 
-__all__ = ["PENDING_KEY", "SESSION_KEY", "AnonymousMoica", "MoicaIdentity", "moica_from_request"]
+__all__ = [
+    "PENDING_KEY",
+    "SESSION_KEY",
+    "AnonymousMoica",
+    "MoicaIdentity",
+    "SessionRecord",
+    "moica_from_request",
+]
 
 SESSION_KEY = "moica"
 #: Set when a challenge is issued so the session exists (and has a key to bind to).
@@ -36,6 +47,160 @@ def parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None
+
+
+#: The personal fields a record may hold verification times for.
+_PERSONAL_FIELDS = ("id_number", "birth_date")
+
+
+def _der_b64(cert: x509.Certificate) -> str:
+    return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """The card-login record of a session: the one type that writes, reads and rewrites
+    ``request.session["moica"]`` (the login writes it, :class:`MoicaIdentity` is read from
+    it, the middleware's revocation re-check rewrites it). Layout: the module docstring.
+    """
+
+    user_pk: str
+    fingerprint: str
+    auth_time: str
+    last_check: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    serial: str = ""
+    issuer_key_id: str | None = None
+    card_serial: str | None = None
+    name: str | None = None
+    form: str = "card"
+    cert: str = ""
+    intermediates: tuple[str, ...] = ()
+    revocation: Mapping[str, str] | None = None
+
+    @classmethod
+    def from_login(
+        cls,
+        verified: Any,
+        *,
+        user_pk: str,
+        fields: Iterable[str],
+        previous: SessionRecord | None,
+        revocation: Mapping[str, str] | None,
+        now: datetime,
+    ) -> SessionRecord:
+        """The record of a login just verified (``verified``: a ``VerifiedLogin``).
+
+        Fields verified earlier in the session of the same user (``previous``) keep their
+        time; those verified now get ``now``."""
+        citizen = verified.citizen
+        stamp = now.isoformat()
+        merged: dict[str, str] = {}
+        if previous is not None and previous.user_pk == user_pk:
+            merged.update({k: v for k, v in previous.fields.items() if k in _PERSONAL_FIELDS})
+        merged.update({name: stamp for name in fields})
+        chain = verified.chain
+        return cls(
+            user_pk=user_pk,
+            fingerprint=citizen.fingerprint_sha256,
+            auth_time=stamp,
+            last_check=stamp,
+            fields=merged,
+            serial=citizen.serial_number_hex,
+            issuer_key_id=citizen.authority_key_id,
+            card_serial=citizen.card_serial,
+            name=citizen.name,
+            form=citizen.form,
+            cert=_der_b64(chain.leaf),
+            # The intermediates the path went through (the SignedData may have carried
+            # them), so a re-check builds the same path. Public data, like the leaf.
+            intermediates=tuple(_der_b64(c) for c in chain.chain[1:-1]),
+            revocation=dict(revocation) if revocation is not None else None,
+        )
+
+    @classmethod
+    def read(cls, session: Any) -> SessionRecord | None:
+        """The record in ``session``, or ``None`` when there is none (or it is not one)."""
+        data = session.get(SESSION_KEY)
+        if not isinstance(data, dict):
+            return None
+        raw_fields = data.get("fields")
+        fields = (
+            {k: v for k, v in raw_fields.items() if isinstance(k, str) and isinstance(v, str)}
+            if isinstance(raw_fields, dict)
+            else {}
+        )
+        revocation = data.get("revocation")
+        raw_intermediates = data.get("intermediates")
+        return cls(
+            user_pk=str(data.get("user_pk") or ""),
+            fingerprint=str(data.get("fingerprint") or ""),
+            auth_time=str(data.get("auth_time") or ""),
+            last_check=str(data.get("last_check") or ""),
+            fields=fields,
+            serial=str(data.get("serial") or ""),
+            issuer_key_id=_str_or_none(data.get("issuer_key_id")),
+            card_serial=_str_or_none(data.get("card_serial")),
+            name=_str_or_none(data.get("name")),
+            form=str(data.get("form") or "card"),
+            cert=str(data.get("cert") or ""),
+            intermediates=tuple(str(item) for item in raw_intermediates)
+            if isinstance(raw_intermediates, list | tuple)
+            else (),
+            revocation=revocation if isinstance(revocation, dict) else None,
+        )
+
+    def write(self, session: Any) -> None:
+        """Store the record in ``session``."""
+        session[SESSION_KEY] = {
+            "fields": dict(self.fields),
+            "auth_time": self.auth_time,
+            "fingerprint": self.fingerprint,
+            "user_pk": self.user_pk,
+            "serial": self.serial,
+            "issuer_key_id": self.issuer_key_id,
+            "card_serial": self.card_serial,
+            "name": self.name,
+            "form": self.form,
+            "cert": self.cert,
+            "intermediates": list(self.intermediates),
+            "revocation": dict(self.revocation) if self.revocation is not None else None,
+            "last_check": self.last_check,
+        }
+
+    def rechecked(
+        self, *, now: datetime, revocation: Mapping[str, str] | None = None
+    ) -> SessionRecord:
+        """This record after a revocation re-check at ``now`` (``revocation``: the new
+        status, or ``None`` to keep the last one, e.g. after an inconclusive check)."""
+        updated = replace(self, last_check=now.isoformat())
+        if revocation is not None:
+            updated = replace(updated, revocation=dict(revocation))
+        return updated
+
+    def last_checked(self) -> datetime | None:
+        return parse_time(self.last_check) or parse_time(self.auth_time)
+
+    def identity(self) -> MoicaIdentity:
+        """The record as ``request.moica``."""
+        fields: dict[str, datetime] = {}
+        for name, when in self.fields.items():
+            parsed = parse_time(when)
+            if parsed is not None:
+                fields[name] = parsed
+        return MoicaIdentity(
+            name=self.name or "",
+            card_serial=self.card_serial or "",
+            fingerprint=self.fingerprint,
+            auth_time=parse_time(self.auth_time),
+            fields=fields,
+            form=self.form,
+            revocation=dict(self.revocation) if self.revocation is not None else None,
+        )
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 @dataclass(frozen=True)
@@ -82,23 +247,5 @@ def moica_from_request(request: HttpRequest) -> MoicaIdentity | AnonymousMoica:
     session = getattr(request, "session", None)
     if user is None or session is None or not user.is_authenticated:
         return AnonymousMoica()
-    data = session.get(SESSION_KEY)
-    if not isinstance(data, dict):
-        return AnonymousMoica()
-    fields: dict[str, datetime] = {}
-    raw_fields = data.get("fields")
-    if isinstance(raw_fields, dict):
-        for name, when in raw_fields.items():
-            parsed = parse_time(when)
-            if isinstance(name, str) and parsed is not None:
-                fields[name] = parsed
-    revocation = data.get("revocation")
-    return MoicaIdentity(
-        name=str(data.get("name") or ""),
-        card_serial=str(data.get("card_serial") or ""),
-        fingerprint=str(data.get("fingerprint") or ""),
-        auth_time=parse_time(data.get("auth_time")),
-        fields=fields,
-        form=str(data.get("form") or "card"),
-        revocation=revocation if isinstance(revocation, dict) else None,
-    )
+    record = SessionRecord.read(session)
+    return record.identity() if record is not None else AnonymousMoica()

@@ -163,6 +163,16 @@ class KeyValueStore(Protocol):
         """Seconds left, or ``None`` when the key is absent or has no expiry."""
         ...
 
+    def reserve(self, key: str, *, limit: int, ttl: float) -> int | None:
+        """Atomically: when the counter is below ``limit``, add one and return it (``ttl``
+        applies when it is created); else change nothing and return ``None``."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Atomically subtract one from a counter that is above zero (its TTL is kept);
+        an absent counter is left absent."""
+        ...
+
     def ping(self) -> None:
         """Check the store is reachable; raise ``StoreUnavailable`` otherwise."""
         ...
@@ -292,6 +302,36 @@ class MemoryStore:
             self._data[key] = (str(count).encode("ascii"), deadline)
             return count
 
+    def reserve(self, key: str, *, limit: int, ttl: float) -> int | None:
+        _check_key(key)
+        _check_ttl(ttl)
+        # One lock around read, compare and write: the check and the count cannot be
+        # interleaved by another thread.
+        with self._lock:
+            now = self._clock()
+            entry = self._live(key, now)
+            count = int(entry[0]) if entry is not None else 0
+            if count >= limit:
+                return None
+            deadline = entry[1] if entry is not None and entry[1] is not None else None
+            self._data[key] = (
+                str(count + 1).encode("ascii"),
+                deadline if deadline is not None else self._deadline(ttl, now),
+            )
+            self._wrote(now)
+            return count + 1
+
+    def release(self, key: str) -> None:
+        _check_key(key)
+        with self._lock:
+            now = self._clock()
+            entry = self._live(key, now)
+            if entry is None:
+                return
+            count = int(entry[0])
+            if count > 0:
+                self._data[key] = (str(count - 1).encode("ascii"), entry[1])
+
     def ttl(self, key: str) -> float | None:
         _check_key(key)
         with self._lock:
@@ -358,6 +398,29 @@ return string.sub(v, #id + 2)
 )
 
 
+# Check and count in one script: Redis runs a script atomically, so concurrent callers
+# cannot all see "below the limit" before any of them counts.
+_RESERVE_SCRIPT = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n >= tonumber(ARGV[1]) then
+  return -1
+end
+n = redis.call('INCR', KEYS[1])
+if redis.call('PTTL', KEYS[1]) == -1 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return n
+"""
+
+_RELEASE_SCRIPT = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then
+  redis.call('DECR', KEYS[1])
+end
+return 0
+"""
+
+
 def _ms(ttl: float) -> int:
     # Round up so a TTL never expires earlier than asked, and never becomes 0 (invalid).
     return max(1, math.ceil(ttl * 1000))
@@ -396,6 +459,8 @@ class RedisStore:
         self._incr = client.register_script(_INCR_SCRIPT)
         self._fenced_set = client.register_script(_FENCED_SET)
         self._fenced_get = client.register_script(_FENCED_GET)
+        self._reserve = client.register_script(_RESERVE_SCRIPT)
+        self._release = client.register_script(_RELEASE_SCRIPT)
 
     @classmethod
     def from_url(
@@ -509,6 +574,15 @@ class RedisStore:
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
         except REDIS_ERRORS as exc:
             raise StoreUnavailable(f"redis: {type(exc).__name__}") from exc
+
+    def reserve(self, key: str, *, limit: int, ttl: float) -> int | None:
+        _check_ttl(ttl)
+        name = self._k(key)
+        n = int(self._call(self._reserve, keys=[name], args=[int(limit), _ms(ttl)]))
+        return None if n < 0 else n
+
+    def release(self, key: str) -> None:
+        self._call(self._release, keys=[self._k(key)])
 
     def ttl(self, key: str) -> float | None:
         pttl = int(self._call(self._client.pttl, self._k(key)))

@@ -19,6 +19,7 @@ raising cannot let a login through. It never returns a partial result.
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,10 @@ from typing import Protocol, runtime_checkable
 from cryptography import x509
 
 from moica_auth.certificate import CitizenCertificate, load_certificate
-from moica_auth.exceptions import RevocationUnavailable
+from moica_auth.exceptions import (
+    NonceMismatch,
+    RevocationUnavailable,
+)
 from moica_auth.revocation.types import RevocationResult
 from moica_auth.signature import (
     DEFAULT_ALLOWED_HASHES,
@@ -119,6 +123,17 @@ class VerifiedLogin:
         return self.chain.citizen
 
 
+def _check_nonce(signed: bytes | None, expected: Sequence[bytes]) -> None:
+    # Every candidate is compared (constant time each), so the answer's timing does not
+    # tell which encoding matched.
+    matched = False
+    for candidate in expected:
+        if signed is not None and hmac.compare_digest(signed, bytes(candidate)):
+            matched = True
+    if not matched:
+        raise NonceMismatch("the signed nonce is missing or not the issued one")
+
+
 def _normalise_time(at: datetime | None) -> datetime:
     if at is None:
         return datetime.now(UTC)
@@ -144,6 +159,7 @@ class LoginVerifier:
         signature_type: str,
         certificate: bytes | str | None = None,
         expected_nonce: bytes | None = None,
+        expected_nonces: Sequence[bytes] | None = None,
         expected_card_number: str | None = None,
         at: datetime | None = None,
     ) -> VerifiedLogin:
@@ -153,8 +169,20 @@ class LoginVerifier:
         match the SignedData signer when given). The SignedData's other certificates
         (RFC 5652 §5.1 ``certificates``) are offered to the path builder as untrusted
         intermediates.
+
+        ``expected_nonces`` lists the encodings of the one issued nonce the signer may have
+        signed (HiPKI is handed the nonce's base64url text; whether the component signs
+        those characters or the bytes they encode is not documented): a PKCS7 token's
+        randomNonce signed attribute (PKCS #9, 1.2.840.113549.1.9.25.3) must equal one of
+        them, else :class:`NonceMismatch`. A PKCS1 signature carries no attributes; its
+        nonce is bound through ``content`` (the challenge text names it), so the list
+        is not checked for it.
         """
         when = _normalise_time(at)
+        if expected_nonces is not None and expected_nonce is not None:
+            raise ValueError("give expected_nonce or expected_nonces, not both")
+        if expected_nonces is not None and not expected_nonces:
+            raise ValueError("expected_nonces must not be empty")
         signed = verify_signature(
             content=content,
             signature=signature,
@@ -165,6 +193,8 @@ class LoginVerifier:
             expected_card_number=expected_card_number,
             max_certificates=self.config.policy.max_carried_certificates,
         )
+        if expected_nonces is not None and signed.signature_type == "PKCS7":
+            _check_nonce(signed.nonce, expected_nonces)
         extra: Sequence[x509.Certificate] = tuple(getattr(signed, "certificates", ()) or ())
         chain = validate_chain(
             certificate=signed.certificate,

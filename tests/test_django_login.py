@@ -85,16 +85,18 @@ def test_session_key_rotates_on_login(moica_settings, cards):
     assert client.cookies["sessionid"].value != before
 
 
-def test_id_number_binds_renewed_card_to_same_user(moica_settings, cards):
+def test_registry_confirmed_id_number_does_not_bind_a_renewed_card(moica_settings, cards):
+    # A registry proves that the number exists, not that it is this card holder's: the
+    # account stays keyed by the certificate (binding on pair-proving evidence only:
+    # tests/test_login_binding.py). Before issue #8 this bound both cards to one user.
     first = login_with_card(Client(), cards.alice, id_number=ALICE_ID)
     assert first.status_code == 200, first.content
     second = login_with_card(Client(), cards.alice_renewed, id_number=ALICE_ID)
     assert second.status_code == 200, second.content
-    assert CitizenIdentity.objects.count() == 1
-    identity = CitizenIdentity.objects.get()
-    assert identity.id_hash and len(identity.id_hash) == 64
+    assert CitizenIdentity.objects.count() == 2
+    assert not CitizenIdentity.objects.exclude(id_hash=None).exists()
     users = set(LoginAttempt.objects.values_list("user_id", flat=True))
-    assert users == {identity.user_id}
+    assert len(users) == 2
 
 
 def test_renewed_card_without_id_number_is_a_new_user(moica_settings, cards):
@@ -174,14 +176,15 @@ def test_unknown_citizen_refused_when_user_creation_is_off(moica_settings, cards
     assert not CitizenIdentity.objects.exists()
 
 
-def test_fingerprint_binding_upgraded_by_id_number(moica_settings, cards):
+def test_registry_confirmed_id_number_does_not_rekey_the_account(moica_settings, cards):
     assert login_with_card(Client(), cards.alice).status_code == 200
     first = CitizenIdentity.objects.get()
     assert login_with_card(Client(), cards.alice, id_number=ALICE_ID).status_code == 200
-    upgraded = CitizenIdentity.objects.get()
-    assert upgraded.pk == first.pk and upgraded.id_hash
+    same = CitizenIdentity.objects.get()
+    assert same.pk == first.pk and same.id_hash is None
     assert login_with_card(Client(), cards.alice_renewed, id_number=ALICE_ID).status_code == 200
-    assert CitizenIdentity.objects.get().user_id == first.user_id
+    assert CitizenIdentity.objects.filter(user_id=first.user_id).count() == 1
+    assert CitizenIdentity.objects.count() == 2
 
 
 def test_backend_contract(moica_settings, cards):

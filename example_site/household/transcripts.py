@@ -123,7 +123,8 @@ def verify_transcript(
         raise TranscriptRejected("too_large")
     try:
         envelope = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
+        # ValueError: bad UTF-8, bad JSON, or an integer over Python's 4,300-digit limit.
         raise TranscriptRejected("not_a_transcript") from None
     if (
         not isinstance(envelope, dict)
@@ -160,7 +161,7 @@ def verify_transcript(
         raise TranscriptRejected("not_a_document_signer")
     try:
         document = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise TranscriptRejected("not_a_transcript") from None
     if not isinstance(document, dict):
         raise TranscriptRejected("not_a_transcript")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
@@ -69,3 +71,51 @@ def insert_card(request: HttpRequest) -> HttpResponse:
     if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         target = "/"
     return HttpResponseRedirect(target)
+
+
+# --- error views ------------------------------------------------------------------------
+# Django's defaults are CSRF-decorated: on a POST they read request.POST again, and for a
+# body Django cannot parse (a form post in charset=utf-16) that raises inside the error
+# handler and escapes Django as the WSGI server's own 500 page. These read nothing from
+# the request but its path and Accept header, use no template, and cannot raise.
+
+_ERROR_TEXT = {
+    400: ("malformed_request", "請求格式錯誤 / Bad request"),
+    403: ("forbidden", "禁止存取 / Forbidden"),
+    404: ("not_found", "找不到頁面 / Page not found"),
+    500: ("server_error", "伺服器錯誤 / Server error"),
+}
+
+
+def _error_page(request: HttpRequest, status: int) -> HttpResponse:
+    code, text = _ERROR_TEXT[status]
+    try:
+        wants_json = "application/json" in request.headers.get("Accept", "") or (
+            request.path.startswith("/moica/")
+        )
+    except Exception:
+        wants_json = False
+    if wants_json:
+        body = json.dumps({"ok": False, "code": code, "message": text}, ensure_ascii=False)
+        return HttpResponse(body, status=status, content_type="application/json")
+    html = (
+        '<!doctype html><html lang="zh-Hant"><meta charset="utf-8">'
+        f'<title>{status}</title><h1>{status}</h1><p>{text}</p><p><a href="/">首頁 / Home</a></p>'
+    )
+    return HttpResponse(html, status=status, content_type="text/html; charset=utf-8")
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error_page(request, 400)
+
+
+def permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error_page(request, 403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    return _error_page(request, 404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    return _error_page(request, 500)

@@ -53,11 +53,14 @@ __all__ = [
     "CertificateLast4Verifier",
     "CitizenIdentity",
     "MoicaConfirmationVerifier",
+    "PairProof",
     "PersonalData",
     "PersonalDataVerifier",
+    "PersonalEvidence",
     "RegistryVerifier",
     "load_verifiers",
     "verify_personal_data",
+    "verify_personal_evidence",
 ]
 
 logger = logging.getLogger(__name__)
@@ -112,6 +115,28 @@ class PersonalDataVerifier(Protocol):
     provides: frozenset[str]
 
     def verify(self, *, citizen: CitizenIdentity, data: PersonalData) -> frozenset[str]: ...
+
+
+class PairProof(frozenset[str]):
+    """What a verifier returns when it proved that the fields belong to the holder of
+    *this* certificate (the MOICA confirmation service answers for the pair (card
+    serialNumber, ID number)), not merely that they exist or are consistent with it.
+
+    Only this evidence, obtained in the current login, may key an account by ID number
+    (:func:`verify_personal_evidence`, ``docs/security.md``). A plain ``frozenset``
+    confirms the values and proves nothing about whose they are.
+    """
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True)
+class PersonalEvidence:
+    """What the verifiers established in one login: the fields confirmed, and the subset
+    of them proven to belong to this certificate's holder (:class:`PairProof`)."""
+
+    fields: frozenset[str]
+    pair_proven: frozenset[str]
 
 
 class CertificateLast4Verifier:
@@ -224,7 +249,9 @@ class MoicaConfirmationVerifier:
             raise PersonalDataUnverified("the certificate serialNumber cannot be sent") from exc
         status = self.client.confirm_one(record).status
         if status is ConfirmationStatus.MATCH:
-            return data.present() & self.provides
+            # The service confirmed the pair for this card's serialNumber: the one proof
+            # that the number is this certificate holder's own.
+            return PairProof(data.present() & self.provides)
         if status is ConfirmationStatus.NO_SUCH_PAIR:
             if data.birth_date is not None:
                 raise BirthDateMismatch("the confirmation service found no such pair")
@@ -307,7 +334,22 @@ def verify_personal_data(
     required: Collection[str],
     verifiers: Sequence[PersonalDataVerifier],
 ) -> frozenset[str]:
-    """Run ``verifiers`` on ``data`` and return the union of the confirmed fields.
+    """Run ``verifiers`` on ``data`` and return the union of the confirmed fields
+    (:func:`verify_personal_evidence` without the proof of ownership)."""
+    return verify_personal_evidence(
+        citizen=citizen, data=data, required=required, verifiers=verifiers
+    ).fields
+
+
+def verify_personal_evidence(
+    *,
+    citizen: CitizenIdentity,
+    data: PersonalData,
+    required: Collection[str],
+    verifiers: Sequence[PersonalDataVerifier],
+) -> PersonalEvidence:
+    """Run ``verifiers`` on ``data``: the union of the confirmed fields, and of those a
+    verifier proved to be this certificate holder's (returned as :class:`PairProof`).
 
     In order: an unknown name in ``required`` is a :class:`ConfigurationError`; a
     required field without a value is :class:`FieldRequired` (``data["field"]`` names
@@ -327,6 +369,7 @@ def verify_personal_data(
     if uncovered := wanted - offered:
         raise PersonalDataUnverified(f"no configured verifier confirms {sorted(uncovered)}")
     verified: set[str] = set()
+    proven: set[str] = set()
     for verifier in verifiers:
         if not verifier.provides & present:
             continue
@@ -343,7 +386,10 @@ def verify_personal_data(
         if not isinstance(confirmed, frozenset | set):
             raise PersonalDataUnverified(f"{type(verifier).__name__} returned no field set")
         # A verifier can only vouch for what it provides and what was typed in.
-        verified |= frozenset(confirmed) & verifier.provides & present
+        accepted = frozenset(confirmed) & verifier.provides & present
+        verified |= accepted
+        if isinstance(confirmed, PairProof):
+            proven |= accepted
     if missing := wanted - verified:
         raise PersonalDataUnverified(f"{sorted(missing)} could not be confirmed")
-    return frozenset(verified)
+    return PersonalEvidence(fields=frozenset(verified), pair_proven=frozenset(proven))

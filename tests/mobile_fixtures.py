@@ -51,15 +51,21 @@ class TableSource:
     revoked: set[int] = field(default_factory=set)
     down: bool = False
 
-    def status(self, *, certificate: x509.Certificate, issuer: x509.Certificate,
-               at: datetime) -> CertStatus:
+    def status(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime
+    ) -> CertStatus:
         if self.down:
             raise RevocationUnavailable("table down")
         if certificate.serial_number in self.revoked:
-            return CertStatus(status="revoked", source="crl", revoked_at=AT - timedelta(days=1),
-                              reason="key_compromise")
-        return CertStatus(status="good", source="crl", this_update=AT,
-                          next_update=AT + timedelta(days=1))
+            return CertStatus(
+                status="revoked",
+                source="crl",
+                revoked_at=AT - timedelta(days=1),
+                reason="key_compromise",
+            )
+        return CertStatus(
+            status="good", source="crl", this_update=AT, next_update=AT + timedelta(days=1)
+        )
 
 
 @pytest.fixture(name="vsp", scope="module")
@@ -77,8 +83,15 @@ def _reset_faults(vsp: VirtualSpApi) -> Iterator[None]:
 
 
 def mobile_settings(vsp: VirtualSpApi, **extra: Any) -> MobileSettings:
-    raw = vsp.settings(**{"poll_interval": 0.2, "retries": 1, "read_timeout": 3.0,
-                          "modes": ["push", "qr", "app2app"], **extra})
+    raw = vsp.settings(
+        **{
+            "poll_interval": 0.2,
+            "retries": 1,
+            "read_timeout": 3.0,
+            "modes": ["push", "qr", "app2app"],
+            **extra,
+        }
+    )
     return parse_mobile_settings(raw, allow_fast_polling=True)
 
 
@@ -92,17 +105,24 @@ def revoked_fixture() -> TableSource:
     return TableSource()
 
 
-def make_source(vsp: VirtualSpApi, *, store: KeyValueStore | None = None,
-                revocation: TableSource | None = None, **extra: Any) -> MobileCredentialSource:
+def make_source(
+    vsp: VirtualSpApi,
+    *,
+    store: KeyValueStore | None = None,
+    revocation: TableSource | None = None,
+    **extra: Any,
+) -> MobileCredentialSource:
     settings = mobile_settings(vsp, **extra)
     shared = store if store is not None else MemoryStore()
     checker = RevocationChecker(
         policy=RevocationPolicy(order=("crl",), check_intermediates=False),
-        sources={"crl": revocation or TableSource()})
+        sources={"crl": revocation or TableSource()},
+    )
     return MobileCredentialSource(
         client=SpApiClient(settings),
-        challenges=ChallengeService(shared, origin=ORIGIN, ttl=settings.time_limit + 30,
-                                    binding_key=HASH_KEY),
+        challenges=ChallengeService(
+            shared, origin=ORIGIN, ttl=settings.time_limit + 30, binding_key=HASH_KEY
+        ),
         verifier=LoginVerifier(VerifierConfig(trust=trust(), revocation=checker)),
         store=shared,
         hash_key=HASH_KEY,

@@ -34,8 +34,16 @@ def test_every_checksum_gets_a_fresh_iv() -> None:
 
 
 def test_payload_follows_the_documented_field_order() -> None:
-    values = {"transaction_id": "T", "sp_service_id": "S", "id_num": "I", "op_code": "O",
-              "op_mode": "M", "hint": "H", "sign_data": "D", "device_user_def_desc": "V"}
+    values = {
+        "transaction_id": "T",
+        "sp_service_id": "S",
+        "id_num": "I",
+        "op_code": "O",
+        "op_mode": "M",
+        "hint": "H",
+        "sign_data": "D",
+        "device_user_def_desc": "V",
+    }
     assert payload_of(SP_FIELDS["ATH-01"], values) == "TSIOMHD"
     assert payload_of(SP_FIELDS["ATH-03"], values) == "TSIVOHD"
     assert payload_of(SP_FIELDS["ATH-04"], values) == "TSIOMH"
@@ -49,7 +57,7 @@ def test_rejects_a_checksum_with_any_changed_digit(position: int) -> None:
     checksum = make_checksum(KEY, "payload")
     flipped = "1" if checksum[position] != "1" else "2"
     with pytest.raises(MobileChecksumInvalid):
-        verify_checksum(KEY, "payload", checksum[:position] + flipped + checksum[position + 1:])
+        verify_checksum(KEY, "payload", checksum[:position] + flipped + checksum[position + 1 :])
 
 
 @pytest.mark.parametrize("bad", [None, "", "zz" * 92, "00" * 91, "00" * 93, 12345])

@@ -41,11 +41,25 @@ _CHECKSUM_CHARS = 2 * (IV_BYTES + 64 + _TAG_BYTES)
 
 #: Field order of each request's ``sp_checksum`` payload.
 SP_FIELDS: dict[str, tuple[str, ...]] = {
-    "ATH-01": ("transaction_id", "sp_service_id", "id_num", "op_code", "op_mode", "hint",
-               "sign_data"),
+    "ATH-01": (
+        "transaction_id",
+        "sp_service_id",
+        "id_num",
+        "op_code",
+        "op_mode",
+        "hint",
+        "sign_data",
+    ),
     "ATH-02": ("transaction_id", "sp_service_id", "sp_ticket_id"),
-    "ATH-03": ("transaction_id", "sp_service_id", "id_num", "device_user_def_desc", "op_code",
-               "hint", "sign_data"),
+    "ATH-03": (
+        "transaction_id",
+        "sp_service_id",
+        "id_num",
+        "device_user_def_desc",
+        "op_code",
+        "hint",
+        "sign_data",
+    ),
     "ATH-04": ("transaction_id", "sp_service_id", "id_num", "op_code", "op_mode", "hint"),
     "LF-01": ("transaction_id", "sp_service_id", "id_num"),
     "WEB-01": ("transaction_id", "sp_service_id", "op_code", "hint", "sign_data"),

@@ -96,23 +96,27 @@ class Transport(Protocol):
     """One method: POST a JSON body, return ``(status, body)`` or raise
     :class:`TransportError`. Tests swap the transport, never the client logic."""
 
-    def post_json(self, url: str, body: Mapping[str, Any], *, timeout: tuple[float, float]
-                  ) -> tuple[int, bytes]: ...
+    def post_json(
+        self, url: str, body: Mapping[str, Any], *, timeout: tuple[float, float]
+    ) -> tuple[int, bytes]: ...
 
 
 class RequestsTransport:
     """:class:`Transport` on a ``requests.Session`` with a response size cap."""
 
-    def __init__(self, session: requests.Session | None = None, *,
-                 max_bytes: int = MAX_ANSWER_BYTES) -> None:
+    def __init__(
+        self, session: requests.Session | None = None, *, max_bytes: int = MAX_ANSWER_BYTES
+    ) -> None:
         self.session = session or requests.Session()
         self.max_bytes = max_bytes
 
-    def post_json(self, url: str, body: Mapping[str, Any], *, timeout: tuple[float, float]
-                  ) -> tuple[int, bytes]:
+    def post_json(
+        self, url: str, body: Mapping[str, Any], *, timeout: tuple[float, float]
+    ) -> tuple[int, bytes]:
         try:
-            with self.session.post(url, json=dict(body), timeout=timeout, stream=True,
-                                   allow_redirects=False) as response:
+            with self.session.post(
+                url, json=dict(body), timeout=timeout, stream=True, allow_redirects=False
+            ) as response:
                 data = response.raw.read(self.max_bytes + 1, decode_content=True)
                 status = response.status_code
         except requests.exceptions.ConnectTimeout as exc:
@@ -154,8 +158,12 @@ class SignInfo:
             raise MobileRequestRejected("sign_data must be 1–1024 characters")
 
     def as_json(self) -> dict[str, str]:
-        return {"sign_type": self.sign_type, "sign_data": self.sign_data,
-                "tbs_encoding": self.tbs_encoding, "hash_algorithm": self.hash_algorithm}
+        return {
+            "sign_type": self.sign_type,
+            "sign_data": self.sign_data,
+            "tbs_encoding": self.tbs_encoding,
+            "hash_algorithm": self.hash_algorithm,
+        }
 
 
 @dataclass(frozen=True)
@@ -276,8 +284,7 @@ def decode_ticket(sp_ticket: str) -> dict[str, Any]:
     return claims
 
 
-def _text(data: Mapping[str, Any], name: str, *, required: bool = True,
-          limit: int = 16384) -> str:
+def _text(data: Mapping[str, Any], name: str, *, required: bool = True, limit: int = 16384) -> str:
     value = data.get(name)
     if value is None and not required:
         return ""
@@ -292,9 +299,14 @@ def _text(data: Mapping[str, Any], name: str, *, required: bool = True,
 class SpApiClient:
     """MOI's SP API for one registered service (``settings``). Thread-safe."""
 
-    def __init__(self, settings: MobileSettings, *, transport: Transport | None = None,
-                 clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(
+        self,
+        settings: MobileSettings,
+        *,
+        transport: Transport | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.settings = settings
         self.transport: Transport = transport or RequestsTransport()
         self._clock = clock
@@ -307,8 +319,7 @@ class SpApiClient:
 
     # -- plumbing
     def _checksum(self, interface: str, values: Mapping[str, str | None]) -> str:
-        return make_checksum(self.settings.aes_key,
-                             payload_of(SP_FIELDS[interface], values))
+        return make_checksum(self.settings.aes_key, payload_of(SP_FIELDS[interface], values))
 
     def _post(self, path: str, body: dict[str, Any], *, idempotent: bool) -> dict[str, Any]:
         url = self.settings.endpoint(path)
@@ -346,21 +357,28 @@ class SpApiClient:
             raise MobileMalformedAnswer(f"{path}: result is not an object")
         return answer
 
-    def _authenticate(self, kind: str, transaction_id: str, answer: dict[str, Any],
-                      values: Mapping[str, str | None]) -> None:
+    def _authenticate(
+        self,
+        kind: str,
+        transaction_id: str,
+        answer: dict[str, Any],
+        values: Mapping[str, str | None],
+    ) -> None:
         """Verify ``idp_checksum`` over the ``kind`` payload; refuse a forged or absent one
         on success, refuse a forged one on an error, and map the error."""
         code: str = answer["error_code"]
         checksum = answer["result"].get("idp_checksum")
-        payload = payload_of(IDP_FIELDS[kind],
-                             {"transaction_id": transaction_id, "error_code": code, **values})
+        payload = payload_of(
+            IDP_FIELDS[kind], {"transaction_id": transaction_id, "error_code": code, **values}
+        )
         if code == "0" or checksum not in (None, ""):
             _verify(self.settings.aes_key, payload, checksum)
         if code != "0" and not is_pending(code):
             raise error_for_upstream(code, authenticated=checksum not in (None, ""))
 
-    def _ticket_answer(self, path: str, body: dict[str, Any], transaction_id: str, *,
-                       op_code: str, op_mode: str) -> Ticket:
+    def _ticket_answer(
+        self, path: str, body: dict[str, Any], transaction_id: str, *, op_code: str, op_mode: str
+    ) -> Ticket:
         answer = self._post(path, body, idempotent=False)
         result = answer["result"]
         raw_ticket = result.get("sp_ticket")
@@ -408,9 +426,16 @@ class SpApiClient:
         return limit
 
     # -- ATH-01
-    def get_ticket(self, *, id_num: str, op_mode: str, sign_info: SignInfo | None,
-                   op_code: str = "SIGN", hint: str | None = None,
-                   time_limit: int | None = None) -> Ticket:
+    def get_ticket(
+        self,
+        *,
+        id_num: str,
+        op_mode: str,
+        sign_info: SignInfo | None,
+        op_code: str = "SIGN",
+        hint: str | None = None,
+        time_limit: int | None = None,
+    ) -> Ticket:
         """ATH-01 ``getSpTicket``: a ticket the app reads from a QR code (``I-SCAN``) or
         an app link (``APP2APP``, ``MWEB2APP``)."""
         limit = self._check_request(op_code, time_limit)
@@ -422,22 +447,41 @@ class SpApiClient:
         hint_text = self.settings.hint if hint is None else hint
         sign_data = sign_info.sign_data if sign_info else ""
         body: dict[str, Any] = {
-            "transaction_id": tid, "sp_service_id": self.settings.service_id,
-            "id_num": id_num, "op_code": op_code, "op_mode": op_mode, "hint": hint_text,
+            "transaction_id": tid,
+            "sp_service_id": self.settings.service_id,
+            "id_num": id_num,
+            "op_code": op_code,
+            "op_mode": op_mode,
+            "hint": hint_text,
             "time_limit": str(limit),
-            "sp_checksum": self._checksum("ATH-01", {
-                "transaction_id": tid, "sp_service_id": self.settings.service_id,
-                "id_num": id_num, "op_code": op_code, "op_mode": op_mode, "hint": hint_text,
-                "sign_data": sign_data}),
+            "sp_checksum": self._checksum(
+                "ATH-01",
+                {
+                    "transaction_id": tid,
+                    "sp_service_id": self.settings.service_id,
+                    "id_num": id_num,
+                    "op_code": op_code,
+                    "op_mode": op_mode,
+                    "hint": hint_text,
+                    "sign_data": sign_data,
+                },
+            ),
         }
         if sign_info is not None:
             body["sign_info"] = sign_info.as_json()
         return self._ticket_answer("getSpTicket", body, tid, op_code=op_code, op_mode=op_mode)
 
     # -- ATH-03
-    def push(self, *, id_num: str, sign_info: SignInfo | None, op_code: str = "SIGN",
-             hint: str | None = None, time_limit: int | None = None,
-             device_user_def_desc: str | None = None) -> Ticket:
+    def push(
+        self,
+        *,
+        id_num: str,
+        sign_info: SignInfo | None,
+        op_code: str = "SIGN",
+        hint: str | None = None,
+        time_limit: int | None = None,
+        device_user_def_desc: str | None = None,
+    ) -> Ticket:
         """ATH-03 ``requestAthOrSignPush``: MOI pushes the request to the bound phone(s)."""
         limit = self._check_request(op_code, time_limit)
         if op_code != "ATH" and sign_info is None:
@@ -446,45 +490,83 @@ class SpApiClient:
         hint_text = self.settings.hint if hint is None else hint
         sign_data = sign_info.sign_data if sign_info else ""
         body: dict[str, Any] = {
-            "transaction_id": tid, "sp_service_id": self.settings.service_id,
-            "id_num": id_num, "op_code": op_code, "hint": hint_text, "time_limit": str(limit),
-            "sp_checksum": self._checksum("ATH-03", {
-                "transaction_id": tid, "sp_service_id": self.settings.service_id,
-                "id_num": id_num, "device_user_def_desc": device_user_def_desc,
-                "op_code": op_code, "hint": hint_text, "sign_data": sign_data}),
+            "transaction_id": tid,
+            "sp_service_id": self.settings.service_id,
+            "id_num": id_num,
+            "op_code": op_code,
+            "hint": hint_text,
+            "time_limit": str(limit),
+            "sp_checksum": self._checksum(
+                "ATH-03",
+                {
+                    "transaction_id": tid,
+                    "sp_service_id": self.settings.service_id,
+                    "id_num": id_num,
+                    "device_user_def_desc": device_user_def_desc,
+                    "op_code": op_code,
+                    "hint": hint_text,
+                    "sign_data": sign_data,
+                },
+            ),
         }
         if device_user_def_desc:
             body["device_user_def_desc"] = device_user_def_desc
         if sign_info is not None:
             body["sign_info"] = sign_info.as_json()
-        return self._ticket_answer("requestAthOrSignPush", body, tid, op_code=op_code,
-                                   op_mode="PUSH")
+        return self._ticket_answer(
+            "requestAthOrSignPush", body, tid, op_code=op_code, op_mode="PUSH"
+        )
 
     # -- ATH-04
-    def batch_sign(self, *, id_num: str, documents: Sequence[str], op_mode: str = "I-SCAN",
-                   hint: str | None = None, time_limit: int | None = None,
-                   sign_type: str = "PKCS#1", hash_algorithm: str = "SHA256",
-                   tbs_encoding: str = "NONE") -> Ticket:
+    def batch_sign(
+        self,
+        *,
+        id_num: str,
+        documents: Sequence[str],
+        op_mode: str = "I-SCAN",
+        hint: str | None = None,
+        time_limit: int | None = None,
+        sign_type: str = "PKCS#1",
+        hash_algorithm: str = "SHA256",
+        tbs_encoding: str = "NONE",
+    ) -> Ticket:
         """ATH-04 ``doBatchSigning`` (``BATSIGN``): 1–20 documents of ≤ 1024 characters."""
         limit = self._check_request("SIGN", time_limit)
         if not 1 <= len(documents) <= 20:
             raise MobileRequestRejected("a batch holds 1–20 documents")
-        infos = [SignInfo(sign_data=d, sign_type=sign_type, hash_algorithm=hash_algorithm,
-                          tbs_encoding=tbs_encoding) for d in documents]
+        infos = [
+            SignInfo(
+                sign_data=d,
+                sign_type=sign_type,
+                hash_algorithm=hash_algorithm,
+                tbs_encoding=tbs_encoding,
+            )
+            for d in documents
+        ]
         tid = self.new_transaction_id()
         hint_text = self.settings.hint if hint is None else hint
         body: dict[str, Any] = {
-            "transaction_id": tid, "sp_service_id": self.settings.service_id,
-            "id_num": id_num, "op_code": "BATSIGN", "op_mode": op_mode, "hint": hint_text,
+            "transaction_id": tid,
+            "sp_service_id": self.settings.service_id,
+            "id_num": id_num,
+            "op_code": "BATSIGN",
+            "op_mode": op_mode,
+            "hint": hint_text,
             "time_limit": str(limit),
             "sign_info": [info.as_json() for info in infos],
-            "sp_checksum": self._checksum("ATH-04", {
-                "transaction_id": tid, "sp_service_id": self.settings.service_id,
-                "id_num": id_num, "op_code": "BATSIGN", "op_mode": op_mode,
-                "hint": hint_text}),
+            "sp_checksum": self._checksum(
+                "ATH-04",
+                {
+                    "transaction_id": tid,
+                    "sp_service_id": self.settings.service_id,
+                    "id_num": id_num,
+                    "op_code": "BATSIGN",
+                    "op_mode": op_mode,
+                    "hint": hint_text,
+                },
+            ),
         }
-        return self._ticket_answer("doBatchSigning", body, tid, op_code="BATSIGN",
-                                   op_mode=op_mode)
+        return self._ticket_answer("doBatchSigning", body, tid, op_code="BATSIGN", op_mode=op_mode)
 
     # -- ATH-02
     def wait_for_poll_slot(self, ticket_id: str) -> None:
@@ -505,26 +587,41 @@ class SpApiClient:
         self.wait_for_poll_slot(ticket.sp_ticket_id)
         tid = ticket.transaction_id
         body = {
-            "transaction_id": tid, "sp_service_id": self.settings.service_id,
+            "transaction_id": tid,
+            "sp_service_id": self.settings.service_id,
             "sp_ticket_id": ticket.sp_ticket_id,
-            "sp_checksum": self._checksum("ATH-02", {
-                "transaction_id": tid, "sp_service_id": self.settings.service_id,
-                "sp_ticket_id": ticket.sp_ticket_id}),
+            "sp_checksum": self._checksum(
+                "ATH-02",
+                {
+                    "transaction_id": tid,
+                    "sp_service_id": self.settings.service_id,
+                    "sp_ticket_id": ticket.sp_ticket_id,
+                },
+            ),
         }
         answer = self._post("getAthOrSignResult", body, idempotent=True)
         result = answer["result"]
         signed = result.get("signed_response")
         signed_set = result.get("signed_response_set")
-        if signed_set is not None and (not isinstance(signed_set, list) or not all(
-                isinstance(s, str) for s in signed_set) or len(signed_set) > 20):
+        if signed_set is not None and (
+            not isinstance(signed_set, list)
+            or not all(isinstance(s, str) for s in signed_set)
+            or len(signed_set) > 20
+        ):
             raise MobileMalformedAnswer("signed_response_set is not a list of strings")
         hashed = result.get("hashed_id_num")
         # For a batch the checksum payload takes the signatures concatenated (inferred:
         # the spec names signed_response only).
         covered = signed if isinstance(signed, str) else "".join(signed_set or [])
-        self._authenticate("ATH-02", tid, answer, {
-            "hashed_id_num": hashed if isinstance(hashed, str) else None,
-            "signed_response": covered})
+        self._authenticate(
+            "ATH-02",
+            tid,
+            answer,
+            {
+                "hashed_id_num": hashed if isinstance(hashed, str) else None,
+                "signed_response": covered,
+            },
+        )
         if is_pending(answer["error_code"]):
             return Pending(error_code=answer["error_code"])
         cert = result.get("cert")
@@ -544,17 +641,30 @@ class SpApiClient:
         mobile signing certificate."""
         tid = self.new_transaction_id()
         body = {
-            "transaction_id": tid, "sp_service_id": self.settings.service_id, "id_num": id_num,
-            "sp_checksum": self._checksum("LF-01", {
-                "transaction_id": tid, "sp_service_id": self.settings.service_id,
-                "id_num": id_num}),
+            "transaction_id": tid,
+            "sp_service_id": self.settings.service_id,
+            "id_num": id_num,
+            "sp_checksum": self._checksum(
+                "LF-01",
+                {
+                    "transaction_id": tid,
+                    "sp_service_id": self.settings.service_id,
+                    "id_num": id_num,
+                },
+            ),
         }
         answer = self._post("checkDeviceStatus", body, idempotent=True)
         result = answer["result"]
         fido, sign = result.get("is_fido"), result.get("is_mcert_sign")
-        self._authenticate("LF-01", tid, answer, {
-            "is_fido": fido if isinstance(fido, str) else None,
-            "is_mcert_sign": sign if isinstance(sign, str) else None})
+        self._authenticate(
+            "LF-01",
+            tid,
+            answer,
+            {
+                "is_fido": fido if isinstance(fido, str) else None,
+                "is_mcert_sign": sign if isinstance(sign, str) else None,
+            },
+        )
         if answer["error_code"] != "0":
             raise error_for_upstream(answer["error_code"])
         if fido not in ("Y", "N") or sign not in ("Y", "N"):
@@ -562,33 +672,49 @@ class SpApiClient:
         return DeviceStatus(transaction_id=tid, has_device=fido == "Y", can_sign=sign == "Y")
 
     # -- WEB-01
-    def web_redirect(self, *, sign_info: SignInfo | None, op_code: str = "SIGN",
-                     hint: str | None = None, time_limit: int | None = None,
-                     extra: Mapping[str, str] | None = None) -> WebRedirect:
+    def web_redirect(
+        self,
+        *,
+        sign_info: SignInfo | None,
+        op_code: str = "SIGN",
+        hint: str | None = None,
+        time_limit: int | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> WebRedirect:
         """WEB-01: the fields the browser form-POSTs to ``{web_url}/fidoRedirect/web``;
         MOI's page runs the flow and POSTs the result to the registered callback."""
         limit = self._check_request(op_code, time_limit)
         tid = self.new_transaction_id()
         hint_text = self.settings.hint if hint is None else hint
         fields: dict[str, str] = {
-            "transaction_id": tid, "sp_service_id": self.settings.service_id,
-            "op_code": op_code, "hint": hint_text, "time_limit": str(limit),
-            "sp_checksum": self._checksum("WEB-01", {
-                "transaction_id": tid, "sp_service_id": self.settings.service_id,
-                "op_code": op_code, "hint": hint_text,
-                "sign_data": sign_info.sign_data if sign_info else ""}),
+            "transaction_id": tid,
+            "sp_service_id": self.settings.service_id,
+            "op_code": op_code,
+            "hint": hint_text,
+            "time_limit": str(limit),
+            "sp_checksum": self._checksum(
+                "WEB-01",
+                {
+                    "transaction_id": tid,
+                    "sp_service_id": self.settings.service_id,
+                    "op_code": op_code,
+                    "hint": hint_text,
+                    "sign_data": sign_info.sign_data if sign_info else "",
+                },
+            ),
         }
         if sign_info is not None:
             fields["sign_info"] = json.dumps(sign_info.as_json(), separators=(",", ":"))
         fields.update(extra or {})
-        return WebRedirect(url=f"{self.settings.web_url}/fidoRedirect/web", fields=fields,
-                           transaction_id=tid)
+        return WebRedirect(
+            url=f"{self.settings.web_url}/fidoRedirect/web", fields=fields, transaction_id=tid
+        )
 
-    def verify_web_callback(self, form: Mapping[str, str], *, transaction_id: str
-                            ) -> SignResult:
+    def verify_web_callback(self, form: Mapping[str, str], *, transaction_id: str) -> SignResult:
         """Authenticate the form MOI's page POSTs back (``idp_checksum`` over
         ``transaction_id + error_code + id_num + signed_response``) for our
         ``transaction_id``; an error raises its typed refusal."""
+
         def get(name: str) -> str | None:
             value = form.get(name)
             return value if isinstance(value, str) else None
@@ -599,25 +725,37 @@ class SpApiClient:
         if not code:
             raise MobileMalformedAnswer("callback has no error_code")
         answer = {"error_code": code, "result": {"idp_checksum": get("idp_checksum")}}
-        self._authenticate("WEB-01", transaction_id, answer, {
-            "id_num": get("id_num"), "signed_response": get("signed_response")})
+        self._authenticate(
+            "WEB-01",
+            transaction_id,
+            answer,
+            {"id_num": get("id_num"), "signed_response": get("signed_response")},
+        )
         if is_pending(code):
             raise MobileMalformedAnswer("callback reports a pending transaction")
-        return SignResult(transaction_id=transaction_id, hashed_id_num="",
-                          signed_response=get("signed_response") or None,
-                          signed_response_set=(), cert=get("cert") or None,
-                          id_num=get("id_num"))
+        return SignResult(
+            transaction_id=transaction_id,
+            hashed_id_num="",
+            signed_response=get("signed_response") or None,
+            signed_response_set=(),
+            cert=get("cert") or None,
+            id_num=get("id_num"),
+        )
 
     # -- APP-01
     @staticmethod
-    def app_link(ticket: Ticket, *, kind: str = "a2a", rtn_url: str = "",
-                 rtn_val: str = "") -> AppLink:
+    def app_link(
+        ticket: Ticket, *, kind: str = "a2a", rtn_url: str = "", rtn_val: str = ""
+    ) -> AppLink:
         """APP-01: ``mobilemoica://moica.moi.gov.tw/{a2a|w2a}/verifySign?…`` with
         ``rtn_url``/``rtn_val`` base64url."""
         if kind not in ("a2a", "w2a"):
             raise MobileRequestRejected("app link kind must be a2a or w2a")
-        query = urlencode({"sp_ticket": ticket.sp_ticket,
-                           "rtn_url": _b64url(rtn_url.encode()),
-                           "rtn_val": _b64url(rtn_val.encode())})
+        query = urlencode(
+            {
+                "sp_ticket": ticket.sp_ticket,
+                "rtn_url": _b64url(rtn_url.encode()),
+                "rtn_val": _b64url(rtn_val.encode()),
+            }
+        )
         return AppLink(url=f"mobilemoica://moica.moi.gov.tw/{kind}/verifySign?{query}")
-

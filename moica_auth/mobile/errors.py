@@ -64,9 +64,7 @@ class MobileChecksumInvalid(MobileError):
     not come from MOI (or was altered), so nothing in it is used."""
 
     code = "mobile_checksum_invalid"
-    default_message = _(
-        "The answer of the mobile certificate service could not be authenticated."
-    )
+    default_message = _("The answer of the mobile certificate service could not be authenticated.")
     http_status = 403
 
 
@@ -173,8 +171,7 @@ class MobileUserCancelled(MobileError):
 class MobileSignFailed(MobileError):
     code = "mobile_sign_failed"
     default_message = _(
-        "The mobile citizen certificate app could not sign. Please try again, or check "
-        "the app."
+        "The mobile citizen certificate app could not sign. Please try again, or check the app."
     )
     http_status = 403
 
@@ -183,9 +180,7 @@ class MobileUpstreamError(MobileError):
     """An error code MOI documents nowhere (or not for this interface)."""
 
     code = "mobile_upstream_error"
-    default_message = _(
-        "The mobile certificate service reported an error. Please try again later."
-    )
+    default_message = _("The mobile certificate service reported an error. Please try again later.")
     http_status = 503
 
 

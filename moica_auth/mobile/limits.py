@@ -35,27 +35,49 @@ class MobileLimiter:
     max_pending: int
     pending_window: int
 
-    def _bump(self, key: str, limit: int, window: int, error: type[MobileTooManyPushes]
-              | type[MobileTooManyPending], what: str) -> None:
+    def _bump(
+        self,
+        key: str,
+        limit: int,
+        window: int,
+        error: type[MobileTooManyPushes] | type[MobileTooManyPending],
+        what: str,
+    ) -> None:
         if self.store.incr(key, ttl=window) > limit:
             left = self.store.ttl(key)
             retry_after = max(1, math.ceil(left)) if left is not None else 1
             raise error(what, retry_after=retry_after)
 
-    def start(self, *, id_number: IdNumber, ip: str | None, session_binding: str,
-              push: bool) -> None:
+    def start(
+        self, *, id_number: IdNumber, ip: str | None, session_binding: str, push: bool
+    ) -> None:
         """Count one start; raise :class:`MobileTooManyPushes` /
         :class:`MobileTooManyPending` (429, with ``retry_after``) past a limit.
 
         The session cap is checked first, then the address, then (for a push) the
         target: a refused start does not use up the target's budget for others.
         """
-        self._bump(f"mobile:pending:{session_binding}", self.max_pending,
-                   self.pending_window, MobileTooManyPending, "too many pending in session")
+        self._bump(
+            f"mobile:pending:{session_binding}",
+            self.max_pending,
+            self.pending_window,
+            MobileTooManyPending,
+            "too many pending in session",
+        )
         if ip:
-            self._bump(f"mobile:ip:{_ip_key(ip)}", self.limits.per_ip, self.limits.ip_window,
-                       MobileTooManyPushes, "too many mobile starts from this address")
+            self._bump(
+                f"mobile:ip:{_ip_key(ip)}",
+                self.limits.per_ip,
+                self.limits.ip_window,
+                MobileTooManyPushes,
+                "too many mobile starts from this address",
+            )
         if push:
             target = id_number_hash(id_number, key=self.hash_key)[:32]
-            self._bump(f"mobile:push:{target}", self.limits.per_id, self.limits.id_window,
-                       MobileTooManyPushes, "too many pushes to this ID number")
+            self._bump(
+                f"mobile:push:{target}",
+                self.limits.per_id,
+                self.limits.id_window,
+                MobileTooManyPushes,
+                "too many pushes to this ID number",
+            )

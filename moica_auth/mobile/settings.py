@@ -49,9 +49,21 @@ TEST_WEB_URL = "https://fido-test.moi.gov.tw"
 MIN_POLL_INTERVAL = 4.0
 KEY_BYTES = 32
 _KNOWN = {
-    "api_url", "service_id", "aes_key", "modes", "time_limit", "web_url", "hint",
-    "sign_type", "connect_timeout", "read_timeout", "retries", "poll_interval",
-    "push_limits", "max_pending_per_session", "check_device",
+    "api_url",
+    "service_id",
+    "aes_key",
+    "modes",
+    "time_limit",
+    "web_url",
+    "hint",
+    "sign_type",
+    "connect_timeout",
+    "read_timeout",
+    "retries",
+    "poll_interval",
+    "push_limits",
+    "max_pending_per_session",
+    "check_device",
 }
 
 
@@ -119,8 +131,9 @@ def read_key(value: object) -> bytes:
         name = value[4:]
         env = os.environ.get(name)
         if not env:
-            raise ConfigurationError(f"MOICA_AUTH_MOBILE aes_key: environment variable {name} "
-                                     "is not set")
+            raise ConfigurationError(
+                f"MOICA_AUTH_MOBILE aes_key: environment variable {name} is not set"
+            )
         value = env
     if isinstance(value, str):
         try:
@@ -128,8 +141,9 @@ def read_key(value: object) -> bytes:
         except (binascii.Error, ValueError):
             raise ConfigurationError("MOICA_AUTH_MOBILE aes_key is not valid base64") from None
     if not isinstance(value, bytes):
-        raise ConfigurationError("MOICA_AUTH_MOBILE aes_key must be bytes, base64 or an env "
-                                 "reference")
+        raise ConfigurationError(
+            "MOICA_AUTH_MOBILE aes_key must be bytes, base64 or an env reference"
+        )
     if len(value) != KEY_BYTES:
         raise ConfigurationError(
             f"MOICA_AUTH_MOBILE aes_key must be {KEY_BYTES} bytes (AES-256), got {len(value)}"
@@ -148,14 +162,20 @@ def _url(value: object, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise ConfigurationError(f"MOICA_AUTH_MOBILE {name} is required")
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or \
-            parts.fragment or parts.username:
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
         raise ConfigurationError(f"MOICA_AUTH_MOBILE {name} must be an http(s) base URL")
     return value.rstrip("/")
 
 
-def parse_mobile_settings(raw: Mapping[str, Any], *, allow_fast_polling: bool = False
-                          ) -> MobileSettings:
+def parse_mobile_settings(
+    raw: Mapping[str, Any], *, allow_fast_polling: bool = False
+) -> MobileSettings:
     """Validate ``raw`` and return :class:`MobileSettings`.
 
     ``allow_fast_polling`` lets tests poll the virtual API faster than MOI's 4 s; the
@@ -178,14 +198,15 @@ def parse_mobile_settings(raw: Mapping[str, Any], *, allow_fast_polling: bool = 
         modes_raw = (modes_raw,)
     modes = tuple(str(m) for m in modes_raw)
     if not modes or any(m not in MODES for m in modes):
-        raise ConfigurationError(f"MOICA_AUTH_MOBILE modes must be a non-empty subset of "
-                                 f"{sorted(MODES)} (ATH-only is never offered for login)")
+        raise ConfigurationError(
+            f"MOICA_AUTH_MOBILE modes must be a non-empty subset of "
+            f"{sorted(MODES)} (ATH-only is never offered for login)"
+        )
     time_limit = _number(raw, "time_limit", 120, 30, 600)
     if time_limit != int(time_limit):
         raise ConfigurationError("MOICA_AUTH_MOBILE time_limit must be whole seconds")
     is_test = (urlsplit(api_url).hostname or "") == TEST_API_HOST
-    web_url = _url(raw.get("web_url", TEST_WEB_URL if is_test else PRODUCTION_WEB_URL),
-                   "web_url")
+    web_url = _url(raw.get("web_url", TEST_WEB_URL if is_test else PRODUCTION_WEB_URL), "web_url")
     hint = raw.get("hint", "登入")
     if not isinstance(hint, str) or len(hint) > 100:
         raise ConfigurationError("MOICA_AUTH_MOBILE hint must be a short string")

@@ -119,9 +119,16 @@ class MobileCredentialSource:
     and the push counters.
     """
 
-    def __init__(self, *, client: SpApiClient, challenges: ChallengeService,
-                 verifier: LoginVerifier, store: KeyValueStore, hash_key: bytes,
-                 clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        client: SpApiClient,
+        challenges: ChallengeService,
+        verifier: LoginVerifier,
+        store: KeyValueStore,
+        hash_key: bytes,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
         if not isinstance(hash_key, bytes) or len(hash_key) < 16:
             raise ValueError("hash_key must be at least 16 secret bytes")
         self.client = client
@@ -132,13 +139,17 @@ class MobileCredentialSource:
         self._hash_key = hash_key
         self._clock = clock or (lambda: datetime.now(UTC))
         self.limiter = MobileLimiter(
-            store=store, limits=self.settings.push_limits, hash_key=hash_key,
+            store=store,
+            limits=self.settings.push_limits,
+            hash_key=hash_key,
             max_pending=self.settings.max_pending_per_session,
-            pending_window=self.settings.time_limit)
+            pending_window=self.settings.time_limit,
+        )
 
     def _binding(self, session_id: str) -> str:
-        return hmac.new(self._hash_key, _BINDING_CONTEXT + session_id.encode("utf-8"),
-                        hashlib.sha256).hexdigest()
+        return hmac.new(
+            self._hash_key, _BINDING_CONTEXT + session_id.encode("utf-8"), hashlib.sha256
+        ).hexdigest()
 
     # The typed ID number must reach the personal-data verifiers after the phone
     # answers, but the shared store must not hold it in the clear: it is sealed with
@@ -158,8 +169,9 @@ class MobileCredentialSource:
             raise MobileTransactionUnknown("unreadable transaction record") from exc
 
     # ------------------------------------------------------------------ start
-    def start(self, *, session_id: str, id_number: str, mode: str,
-              client_ip: str | None = None) -> MobileStart:
+    def start(
+        self, *, session_id: str, id_number: str, mode: str, client_ip: str | None = None
+    ) -> MobileStart:
         """Issue a challenge and have MOI ask the phone to sign it.
 
         Raises ``IdNumberInvalid``, :class:`MobileRequestRejected` (mode not enabled),
@@ -172,8 +184,9 @@ class MobileCredentialSource:
             raise MobileRequestRejected(f"mode {mode!r} is not enabled")
         number = parse_id_number(id_number)
         binding = self._binding(session_id)
-        self.limiter.start(id_number=number, ip=client_ip, session_binding=binding,
-                           push=mode == "push")
+        self.limiter.start(
+            id_number=number, ip=client_ip, session_binding=binding, push=mode == "push"
+        )
         if self.settings.check_device:
             status = self.client.device_status(id_num=number.value)
             if not status.has_device:
@@ -181,22 +194,28 @@ class MobileCredentialSource:
             if not status.can_sign:
                 raise MobileNoSigningCertificate("LF-01: no mobile signing certificate")
         challenge = self.challenges.issue(session_id=session_id)
-        sign_info = SignInfo(sign_data=challenge.tbs, sign_type=self.settings.sign_type,
-                             hash_algorithm="SHA256")
+        sign_info = SignInfo(
+            sign_data=challenge.tbs, sign_type=self.settings.sign_type, hash_algorithm="SHA256"
+        )
         op_mode = MODES[mode]
         if op_mode is None:
             ticket = self.client.push(id_num=number.value, sign_info=sign_info)
         else:
-            ticket = self.client.get_ticket(id_num=number.value, op_mode=op_mode,
-                                            sign_info=sign_info)
+            ticket = self.client.get_ticket(
+                id_num=number.value, op_mode=op_mode, sign_info=sign_info
+            )
         handle = secrets.token_urlsafe(32)
         now = self._clock()
-        expires_at = min(challenge.expires_at,
-                         ticket.expires_at or challenge.expires_at)
+        expires_at = min(challenge.expires_at, ticket.expires_at or challenge.expires_at)
         record = {
-            "v": 1, "tid": ticket.transaction_id, "ticket": ticket.sp_ticket,
-            "nonce": challenge.nonce, "binding": binding, "last4": number.last4,
-            "id": self._seal(number.value), "sign_type": self.settings.sign_type,
+            "v": 1,
+            "tid": ticket.transaction_id,
+            "ticket": ticket.sp_ticket,
+            "nonce": challenge.nonce,
+            "binding": binding,
+            "last4": number.last4,
+            "id": self._seal(number.value),
+            "sign_type": self.settings.sign_type,
         }
         keep = max(1.0, (expires_at - now).total_seconds()) + RETENTION
         self.store.set(_RECORD + handle, json.dumps(record).encode("utf-8"), ttl=keep)
@@ -205,8 +224,12 @@ class MobileCredentialSource:
             kind = "a2a" if mode == "app2app" else "w2a"
             app_link = self.client.app_link(ticket, kind=kind).url
         return MobileStart(
-            transaction=handle, mode=mode, expires_at=expires_at,
-            sp_ticket=ticket.sp_ticket if op_mode is not None else None, app_link=app_link)
+            transaction=handle,
+            mode=mode,
+            expires_at=expires_at,
+            sp_ticket=ticket.sp_ticket if op_mode is not None else None,
+            app_link=app_link,
+        )
 
     # ------------------------------------------------------------------ poll
     def _load(self, raw: bytes) -> dict[str, str]:
@@ -214,21 +237,35 @@ class MobileCredentialSource:
             data = json.loads(raw)
             if not isinstance(data, dict) or data.get("v") != 1:
                 raise ValueError("unknown record")
-            return {k: str(data[k]) for k in ("tid", "ticket", "nonce", "binding", "last4",
-                                               "id", "sign_type")}
+            return {
+                k: str(data[k])
+                for k in ("tid", "ticket", "nonce", "binding", "last4", "id", "sign_type")
+            }
         except (ValueError, KeyError, TypeError) as exc:
             raise MobileTransactionUnknown("unreadable transaction record") from exc
 
     def _ticket(self, record: dict[str, str]) -> Ticket:
         claims = decode_ticket(record["ticket"])
         return Ticket(
-            transaction_id=record["tid"], sp_ticket=record["ticket"],
-            sp_ticket_id=str(claims.get("sp_ticket_id", "")), op_code="SIGN",
-            op_mode=str(claims.get("op_mode", "")), sp_service_id=self.settings.service_id,
-            hashed_id_num=str(claims.get("hashed_id_num", "")), expires_at=None, claims=claims)
+            transaction_id=record["tid"],
+            sp_ticket=record["ticket"],
+            sp_ticket_id=str(claims.get("sp_ticket_id", "")),
+            op_code="SIGN",
+            op_mode=str(claims.get("op_mode", "")),
+            sp_service_id=self.settings.service_id,
+            hashed_id_num=str(claims.get("hashed_id_num", "")),
+            expires_at=None,
+            claims=claims,
+        )
 
-    def poll(self, *, transaction: str, session_id: str, origin: str | None = None,
-             at: datetime | None = None) -> MobilePending | MobileCredential:
+    def poll(
+        self,
+        *,
+        transaction: str,
+        session_id: str,
+        origin: str | None = None,
+        at: datetime | None = None,
+    ) -> MobilePending | MobileCredential:
         """Pending, or the verified credential; refusals raise (and end the transaction
         when they are final)."""
         if not isinstance(transaction, str) or not 20 <= len(transaction) <= 64:
@@ -259,22 +296,34 @@ class MobileCredentialSource:
         if self.store.take(key) is None:
             raise MobileTransactionUnknown("mobile transaction already finished")
         if ticket.hashed_id_num and not hmac.compare_digest(
-                answer.hashed_id_num.encode(), ticket.hashed_id_num.encode()):
+            answer.hashed_id_num.encode(), ticket.hashed_id_num.encode()
+        ):
             raise MobileResultMismatch("result is for another ID number than the ticket")
         if not answer.signed_response or not answer.cert:
             raise MalformedSignature("the result carries no signature or certificate")
-        challenge = self.challenges.consume(nonce=record["nonce"], session_id=session_id,
-                                            origin=origin)
+        challenge = self.challenges.consume(
+            nonce=record["nonce"], session_id=session_id, origin=origin
+        )
         verified = self.verify_mobile_signature(
-            content=challenge.tbs_bytes(), signed_response=answer.signed_response,
-            cert=answer.cert, sign_type=record["sign_type"], at=at)
+            content=challenge.tbs_bytes(),
+            signed_response=answer.signed_response,
+            cert=answer.cert,
+            sign_type=record["sign_type"],
+            at=at,
+        )
         number = parse_id_number(self._open(record["id"]))
         check_last4(number, verified.citizen.id_last4)
         return MobileCredential(verified=verified, challenge=challenge, id_number=number)
 
-    def verify_mobile_signature(self, *, content: bytes, signed_response: str, cert: str,
-                                sign_type: str = "PKCS#1", at: datetime | None = None
-                                ) -> VerifiedLogin:
+    def verify_mobile_signature(
+        self,
+        *,
+        content: bytes,
+        signed_response: str,
+        cert: str,
+        sign_type: str = "PKCS#1",
+        at: datetime | None = None,
+    ) -> VerifiedLogin:
         """The mobile path's signature + profile check, reusable on its own (the real
         ``openac-g3-2026`` vector goes through here).
 
@@ -288,10 +337,13 @@ class MobileCredentialSource:
         signature_type = _SIGNATURE_TYPES.get(sign_type)
         if signature_type is None:
             raise MalformedSignature(f"unsupported mobile sign_type {sign_type!r}")
-        verified = self.verifier.verify(content=content, signature=signed_response,
-                                        signature_type=signature_type, certificate=cert,
-                                        at=at)
+        verified = self.verifier.verify(
+            content=content,
+            signature=signed_response,
+            signature_type=signature_type,
+            certificate=cert,
+            at=at,
+        )
         if verified.citizen.form != FORM:  # a PKCS#7 could carry another signer
             raise MobileCertificateRequired("the verified signer is not a mobile certificate")
         return verified
-

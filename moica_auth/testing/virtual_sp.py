@@ -57,8 +57,9 @@ from moica_auth.testing.softcard import build_signed_data
 
 __all__ = ["FAULTS", "PhoneRequest", "VirtualSpApi", "hashed_id_num"]
 
-FAULTS = frozenset({"slow", "5xx", "garbage", "bad_checksum", "foreign_cert", "card_cert",
-                    "other_data"})
+FAULTS = frozenset(
+    {"slow", "5xx", "garbage", "bad_checksum", "foreign_cert", "card_cert", "other_data"}
+)
 _ID_RE = re.compile(r"[A-Z][12890][0-9]{8}")
 _MAX_BODY = 64 * 1024
 _PATHS = {
@@ -98,9 +99,16 @@ class PhoneRequest:
 class VirtualSpApi(StartStopContext):
     """MOI's SP API and a phone page on ``127.0.0.1`` (port 0 picks a free port)."""
 
-    def __init__(self, *, service_id: str = "VIRTUAL-SP-0001", aes_key: bytes | None = None,
-                 pki: TestPKI | None = None, host: str = "127.0.0.1", port: int = 0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        *,
+        service_id: str = "VIRTUAL-SP-0001",
+        aes_key: bytes | None = None,
+        pki: TestPKI | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.service_id = service_id
         self.aes_key = aes_key or secrets.token_bytes(32)
         self.pki = pki or default_pki()
@@ -142,8 +150,12 @@ class VirtualSpApi(StartStopContext):
 
     def settings(self, **extra: Any) -> dict[str, Any]:
         """A ``MOICA_AUTH_MOBILE`` dict pointing at this server."""
-        return {"api_url": self.url, "service_id": self.service_id,
-                "aes_key": base64.b64encode(self.aes_key).decode("ascii"), **extra}
+        return {
+            "api_url": self.url,
+            "service_id": self.service_id,
+            "aes_key": base64.b64encode(self.aes_key).decode("ascii"),
+            **extra,
+        }
 
     # ------------------------------------------------------------------ phones
     def register_phone(self, id_number: str, *, name: str = "王小明") -> CitizenCard:
@@ -160,8 +172,11 @@ class VirtualSpApi(StartStopContext):
         """Pending, unexpired requests for ``id_number`` (the phone's inbox)."""
         now = self.clock()
         with self._lock:
-            return [r for r in self._requests.values()
-                    if r.id_num == id_number and r.state == "pending" and r.expires > now]
+            return [
+                r
+                for r in self._requests.values()
+                if r.id_num == id_number and r.state == "pending" and r.expires > now
+            ]
 
     def approve(self, ticket_id: str | None = None, *, id_number: str | None = None) -> None:
         """The citizen approves (the phone signs); by ticket id or the newest for an ID."""
@@ -179,8 +194,9 @@ class VirtualSpApi(StartStopContext):
         with self._lock:
             if ticket_id is not None:
                 return self._requests[ticket_id]
-            matches = [r for r in self._requests.values()
-                       if r.id_num == id_number and r.state == "pending"]
+            matches = [
+                r for r in self._requests.values() if r.id_num == id_number and r.state == "pending"
+            ]
         if not matches:
             raise KeyError("no pending request")
         return matches[-1]
@@ -191,8 +207,9 @@ class VirtualSpApi(StartStopContext):
         if self.fault == "foreign_cert":
             if self._foreign is None:
                 self._foreign = TestPKI(seed="virtual-sp-foreign-ca")
-            return self._foreign.issue_card(id_number=phone.id_number, name=phone.name,
-                                            form="mobile")
+            return self._foreign.issue_card(
+                id_number=phone.id_number, name=phone.name, form="mobile"
+            )
         return phone
 
     def _sign(self, request: PhoneRequest, phone: CitizenCard) -> dict[str, Any]:
@@ -209,17 +226,22 @@ class VirtualSpApi(StartStopContext):
                 content = b"moica-auth/1 something else entirely"
             # SHA-1 is not offered: the login path refuses it anyway.
             algorithm = {"SHA384": hashes.SHA384(), "SHA512": hashes.SHA512()}.get(
-                info.get("hash_algorithm", ""), hashes.SHA256())
+                info.get("hash_algorithm", ""), hashes.SHA256()
+            )
             if info.get("sign_type") == "PKCS#7":
                 raw = build_signed_data(
-                    content=content, private_key=signer.signing.private_key,
+                    content=content,
+                    private_key=signer.signing.private_key,
                     certificate=signer.signing.certificate,
-                    hash_algorithm=info.get("hash_algorithm", "SHA256"))
+                    hash_algorithm=info.get("hash_algorithm", "SHA256"),
+                )
             else:
                 raw = signer.signing.private_key.sign(content, padding.PKCS1v15(), algorithm)
             signatures.append(base64.b64encode(raw).decode("ascii"))
-        out: dict[str, Any] = {"hashed_id_num": hashed_id_num(request.id_num),
-                               "cert": base64.b64encode(cert_der).decode("ascii")}
+        out: dict[str, Any] = {
+            "hashed_id_num": hashed_id_num(request.id_num),
+            "cert": base64.b64encode(cert_der).decode("ascii"),
+        }
         if request.op_code == "BATSIGN":
             out["signed_response_set"] = signatures
         elif request.op_code != "ATH":
@@ -234,12 +256,17 @@ class VirtualSpApi(StartStopContext):
         key = self.aes_key if self.fault != "bad_checksum" else bytes(32)
         return make_checksum(key, payload_of(IDP_FIELDS[kind], values))
 
-    def _error(self, interface: str, code: str, transaction_id: str, kind: str
-               ) -> dict[str, Any]:
+    def _error(self, interface: str, code: str, transaction_id: str, kind: str) -> dict[str, Any]:
         full = code if code.isdigit() else f"SP-API-{interface}-{code}"
-        return {"error_code": full, "error_message": code, "result": {
-            "idp_checksum": self.idp_checksum(kind, {"transaction_id": transaction_id,
-                                                     "error_code": full})}}
+        return {
+            "error_code": full,
+            "error_message": code,
+            "result": {
+                "idp_checksum": self.idp_checksum(
+                    kind, {"transaction_id": transaction_id, "error_code": full}
+                )
+            },
+        }
 
     def handle(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         interface = _PATHS[path]
@@ -256,8 +283,9 @@ class VirtualSpApi(StartStopContext):
         if isinstance(sign_info, dict) and isinstance(sign_info.get("sign_data"), str):
             values["sign_data"] = sign_info["sign_data"]
         try:
-            _verify_checksum(self.aes_key, payload_of(SP_FIELDS[interface], values),
-                             body.get("sp_checksum"))
+            _verify_checksum(
+                self.aes_key, payload_of(SP_FIELDS[interface], values), body.get("sp_checksum")
+            )
         except MobileChecksumInvalid:
             return self._error(interface, "INV_SP_CHECKSUM", tid, kind)
         if interface == "ATH-02":
@@ -272,13 +300,21 @@ class VirtualSpApi(StartStopContext):
         if interface == "LF-01":
             has = id_num in self._phones
             flags = {"is_fido": "Y" if has else "N", "is_mcert_sign": "Y" if has else "N"}
-            return {"error_code": "0", "error_message": "", "result": {**flags,
+            return {
+                "error_code": "0",
+                "error_message": "",
+                "result": {
+                    **flags,
                     "idp_checksum": self.idp_checksum(
-                        "LF-01", {"transaction_id": tid, "error_code": "0", **flags})}}
+                        "LF-01", {"transaction_id": tid, "error_code": "0", **flags}
+                    ),
+                },
+            }
         return self._new_ticket(interface, tid, id_num, body)
 
-    def _new_ticket(self, interface: str, tid: str, id_num: str, body: dict[str, Any]
-                    ) -> dict[str, Any]:
+    def _new_ticket(
+        self, interface: str, tid: str, id_num: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
         if id_num not in self._phones:
             code = "IDNUM_DEVPROF_NF" if interface == "ATH-03" else "IDNUM_USERPROF_NF"
             return self._error(interface, code, tid, "TICKET")
@@ -302,22 +338,42 @@ class VirtualSpApi(StartStopContext):
         ticket_id = uuid.uuid4().hex
         expires = self.clock() + time_limit
         claims = {
-            "transaction_id": tid, "op_code": op_code, "op_mode": op_mode,
-            "sp_service_id": self.service_id, "sp_ticket_id": ticket_id,
-            "sp_name": "Virtual SP", "hint": str(body.get("hint", "")),
+            "transaction_id": tid,
+            "op_code": op_code,
+            "op_mode": op_mode,
+            "sp_service_id": self.service_id,
+            "sp_ticket_id": ticket_id,
+            "sp_name": "Virtual SP",
+            "hint": str(body.get("hint", "")),
             "expiration_time": datetime.fromtimestamp(expires, tz=UTC)
-            .isoformat().replace("+00:00", "Z"),
-            "hashed_id_num": hashed_id_num(id_num), "version": "1.0",
+            .isoformat()
+            .replace("+00:00", "Z"),
+            "hashed_id_num": hashed_id_num(id_num),
+            "version": "1.0",
         }
         part = _b64url(json.dumps(claims, separators=(",", ":"), ensure_ascii=False).encode())
         sp_ticket = part + "." + _b64url(hashlib.sha256(part.encode("ascii")).digest())
         with self._lock:
             self._requests[ticket_id] = PhoneRequest(
-                ticket_id=ticket_id, transaction_id=tid, id_num=id_num, op_code=op_code,
-                op_mode=op_mode, hint=claims["hint"], sign_infos=infos, expires=expires)
-        return {"error_code": "0", "error_message": "", "result": {
-            "sp_ticket": sp_ticket, "idp_checksum": self.idp_checksum(
-                "TICKET", {"transaction_id": tid, "error_code": "0", "sp_ticket": sp_ticket})}}
+                ticket_id=ticket_id,
+                transaction_id=tid,
+                id_num=id_num,
+                op_code=op_code,
+                op_mode=op_mode,
+                hint=claims["hint"],
+                sign_infos=infos,
+                expires=expires,
+            )
+        return {
+            "error_code": "0",
+            "error_message": "",
+            "result": {
+                "sp_ticket": sp_ticket,
+                "idp_checksum": self.idp_checksum(
+                    "TICKET", {"transaction_id": tid, "error_code": "0", "sp_ticket": sp_ticket}
+                ),
+            },
+        }
 
     def _result(self, tid: str, body: dict[str, Any]) -> dict[str, Any]:
         ticket_id = body.get("sp_ticket_id")
@@ -336,9 +392,15 @@ class VirtualSpApi(StartStopContext):
             request.state = "redeemed"
             result = dict(request.result)
         signed = result.get("signed_response") or "".join(result.get("signed_response_set", []))
-        result["idp_checksum"] = self.idp_checksum("ATH-02", {
-            "transaction_id": tid, "error_code": "0",
-            "hashed_id_num": result["hashed_id_num"], "signed_response": signed})
+        result["idp_checksum"] = self.idp_checksum(
+            "ATH-02",
+            {
+                "transaction_id": tid,
+                "error_code": "0",
+                "hashed_id_num": result["hashed_id_num"],
+                "signed_response": signed,
+            },
+        )
         return {"error_code": "0", "error_message": "", "result": result}
 
     # ------------------------------------------------------------------ phone page
@@ -355,7 +417,8 @@ class VirtualSpApi(StartStopContext):
                 f'value="{esc(id_number)}"><button>同意 Approve</button></form>'
                 f'<form method="post" action="/phone/cancel"><input type="hidden" '
                 f'name="ticket" value="{esc(r.ticket_id)}"><input type="hidden" name="id" '
-                f'value="{esc(id_number)}"><button>拒絕 Cancel</button></form></li>')
+                f'value="{esc(id_number)}"><button>拒絕 Cancel</button></form></li>'
+            )
         items = "".join(rows) or "<li>沒有待處理的請求 No pending request</li>"
         return (
             '<!doctype html><html lang="zh-Hant"><meta charset="utf-8">'
@@ -366,7 +429,8 @@ class VirtualSpApi(StartStopContext):
             '<form method="post" action="/phone/scan">掃描 / 貼上 sp_ticket '
             f'<input type="hidden" name="id" value="{html.escape(id_number)}">'
             '<input name="sp_ticket"><button>讀取 Read</button></form>'
-            f'<ul id="requests">{items}</ul></html>')
+            f'<ul id="requests">{items}</ul></html>'
+        )
 
     def scan(self, sp_ticket: str) -> PhoneRequest:
         """The phone reads a ticket (QR / app link): find its transaction."""
@@ -463,14 +527,22 @@ def main() -> None:  # pragma: no cover - manual use
 
     parser = argparse.ArgumentParser(description="virtual MOI SP API and phone page")
     parser.add_argument("--port", type=int, default=8790)
-    parser.add_argument("--phone", action="append", default=[], metavar="ID",
-                        help="bind a phone to this (test) ID number")
+    parser.add_argument(
+        "--phone",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="bind a phone to this (test) ID number",
+    )
     args = parser.parse_args()
     server = VirtualSpApi(port=args.port).start()
     for id_number in args.phone:
         server.register_phone(id_number)
-    print(json.dumps({"api_url": server.url, "phone": server.phone_url,
-                      "settings": server.settings()}))
+    print(
+        json.dumps(
+            {"api_url": server.url, "phone": server.phone_url, "settings": server.settings()}
+        )
+    )
     serve_until_interrupted(server)
 
 

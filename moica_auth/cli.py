@@ -380,6 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_check.add_argument("cert", help="certificate file: PEM, DER or base64 DER")
     _add_validation_flags(p_check)
     p_check.set_defaults(func=cmd_check)
+
+    from moica_auth.mobile.cli import add_mobile_parser
+
+    add_mobile_parser(sub)
     return parser
 
 

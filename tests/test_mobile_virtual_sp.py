@@ -6,7 +6,11 @@ import pytest
 import requests
 
 from moica_auth.mobile.client import Pending, SignInfo, SignResult, SpApiClient
-from moica_auth.mobile.errors import MobileUserCancelled
+from moica_auth.mobile.errors import (
+    MobileChecksumInvalid,
+    MobileServiceMisconfigured,
+    MobileUserCancelled,
+)
 from moica_auth.testing.virtual_sp import VirtualSpApi
 from tests.mobile_fixtures import CITIZEN, OTHER, _reset_faults, client_fixture, vsp_fixture
 
@@ -56,3 +60,51 @@ def test_phone_page_escapes_what_it_shows(vsp: VirtualSpApi, client: SpApiClient
     client.push(id_num=CITIZEN, sign_info=SIGN, hint="<script>x</script>")
     page = requests.get(vsp.phone_url, params={"id": CITIZEN}, timeout=5).text
     assert "<script>x</script>" not in page and "&lt;script&gt;" in page
+
+
+def _hidden_fields(page: str) -> dict[str, str]:
+    import html
+    import re
+
+    return {
+        html.unescape(name): html.unescape(value)
+        for name, value in re.findall(r'type="hidden" name="([^"]*)" value="([^"]*)"', page)
+    }
+
+
+def test_web_redirect_round_trip(vsp: VirtualSpApi, client: SpApiClient) -> None:
+    """WEB-01: the browser posts our fields to MOI's page, the citizen types the ID and
+    approves on the phone, and MOI's page posts a checksummed result to the callback."""
+    vsp.callback_url = "https://portal.example.gov.tw/moica/mobile/callback/"
+    redirect = client.web_redirect(sign_info=SIGN)
+    page = requests.post(redirect.url, data=dict(redirect.fields), timeout=5).text
+    assert 'name="id_num"' in page
+    requests.post(
+        f"{vsp.url}/fidoRedirect/id",
+        data={"transaction_id": redirect.transaction_id, "id_num": CITIZEN},
+        timeout=5,
+    )
+    vsp.approve(id_number=CITIZEN)
+    done = requests.post(
+        f"{vsp.url}/fidoRedirect/done",
+        data={"transaction_id": redirect.transaction_id},
+        timeout=5,
+    ).text
+    assert vsp.callback_url in done
+    form = _hidden_fields(done)
+    result = client.verify_web_callback(form, transaction_id=redirect.transaction_id)
+    assert result.signed_response and result.cert and result.id_num == CITIZEN
+    with pytest.raises(MobileChecksumInvalid):
+        client.verify_web_callback(
+            {**form, "id_num": OTHER}, transaction_id=redirect.transaction_id
+        )
+
+
+def test_web_redirect_rejects_a_bad_sp_checksum(vsp: VirtualSpApi, client: SpApiClient) -> None:
+    redirect = client.web_redirect(sign_info=SIGN)
+    fields = {**redirect.fields, "hint": "changed after the checksum"}
+    page = requests.post(redirect.url, data=fields, timeout=5).text
+    form = _hidden_fields(page)
+    assert form["error_code"].endswith("INV_SP_CHECKSUM")
+    with pytest.raises(MobileServiceMisconfigured):
+        client.verify_web_callback(form, transaction_id=redirect.transaction_id)

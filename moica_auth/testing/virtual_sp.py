@@ -108,8 +108,11 @@ class VirtualSpApi(StartStopContext):
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], float] = time.time,
+        callback_url: str = "",
     ) -> None:
         self.service_id = service_id
+        #: WEB-01: where MOI's page POSTs the result (the RP's registered callback).
+        self.callback_url = callback_url
         self.aes_key = aes_key or secrets.token_bytes(32)
         self.pki = pki or default_pki()
         self.host, self.port = host, port
@@ -122,6 +125,7 @@ class VirtualSpApi(StartStopContext):
         self._requests: dict[str, PhoneRequest] = {}
         self._phones: dict[str, CitizenCard] = {}
         self._foreign: TestPKI | None = None
+        self._web_forms: dict[str, dict[str, str]] = {}
         self._httpd: ServerWithDaemonThreads | None = None
         self._thread: threading.Thread | None = None
 
@@ -154,6 +158,7 @@ class VirtualSpApi(StartStopContext):
             "api_url": self.url,
             "service_id": self.service_id,
             "aes_key": base64.b64encode(self.aes_key).decode("ascii"),
+            "web_url": self.url,
             **extra,
         }
 
@@ -432,6 +437,112 @@ class VirtualSpApi(StartStopContext):
             f'<ul id="requests">{items}</ul></html>'
         )
 
+    # ------------------------------------------------------------------ WEB-01
+    def _autopost(self, fields: dict[str, str]) -> str:
+        """The page that form-POSTs the result to the RP's callback (WEB-01)."""
+        inputs = "".join(
+            f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+            for k, v in fields.items()
+        )
+        return (
+            '<!doctype html><html lang="zh-Hant"><meta charset="utf-8">'
+            f'<form id="result" method="post" action="{html.escape(self.callback_url)}">'
+            f"{inputs}<button>返回 Return</button></form>"
+            "<script>document.getElementById('result').submit()</script></html>"
+        )
+
+    def _web_result(self, tid: str, code: str, extra: dict[str, str]) -> str:
+        full = code if code == "0" else f"SP-API-WEB-01-{code}"
+        fields = {"transaction_id": tid, "error_code": full, **extra}
+        fields["idp_checksum"] = self.idp_checksum("WEB-01", dict(fields))
+        return self._autopost(fields)
+
+    def web_page(self, path: str, form: dict[str, str]) -> str:
+        """MOI's WEB-01 pages: ``/fidoRedirect/web`` checks the RP's form and asks for the
+        ID number; ``/fidoRedirect/id`` puts the request in that phone's inbox;
+        ``/fidoRedirect/done`` POSTs the outcome to ``callback_url``."""
+        esc = html.escape
+        if path == "/fidoRedirect/web":
+            tid = form.get("transaction_id", "")
+            sign_data = ""
+            try:
+                info = json.loads(form.get("sign_info", "{}"))
+                sign_data = str(info.get("sign_data", "")) if isinstance(info, dict) else ""
+            except ValueError:
+                info = {}
+            try:
+                _verify_checksum(
+                    self.aes_key,
+                    payload_of(SP_FIELDS["WEB-01"], {**form, "sign_data": sign_data}),
+                    form.get("sp_checksum"),
+                )
+            except MobileChecksumInvalid:
+                return self._web_result(tid, "INV_SP_CHECKSUM", {})
+            with self._lock:
+                if not tid or tid in self._used_transactions:
+                    return self._web_result(tid, "TXNLOG_INS_ERR", {})
+                self._used_transactions.add(tid)
+                self._web_forms[tid] = {**form, "sign_data": sign_data}
+            return (
+                '<!doctype html><html lang="zh-Hant"><meta charset="utf-8">'
+                '<form method="post" action="/fidoRedirect/id">'
+                f'<input type="hidden" name="transaction_id" value="{esc(tid)}">'
+                '身分證字號 ID <input name="id_num"><button>下一步 Next</button></form></html>'
+            )
+        tid = form.get("transaction_id", "")
+        saved = self._web_forms.get(tid)
+        if saved is None:
+            return "<p>unknown transaction</p>"
+        if path == "/fidoRedirect/id":
+            id_num = form.get("id_num", "")
+            if id_num not in self._phones:
+                return self._web_result(tid, "IDNUM_USERPROF_NF", {})
+            info = {
+                "sign_type": "PKCS#1",
+                "sign_data": saved["sign_data"],
+                "hash_algorithm": "SHA256",
+                "tbs_encoding": "NONE",
+            }
+            ticket_id = uuid.uuid4().hex
+            with self._lock:
+                self._requests[ticket_id] = PhoneRequest(
+                    ticket_id=ticket_id,
+                    transaction_id=tid,
+                    id_num=id_num,
+                    op_code=saved.get("op_code", "SIGN"),
+                    op_mode="WEB",
+                    hint=saved.get("hint", ""),
+                    sign_infos=[info],
+                    expires=self.clock() + int(saved.get("time_limit") or 120),
+                )
+                saved["ticket_id"] = ticket_id
+            return (
+                '<!doctype html><html lang="zh-Hant"><meta charset="utf-8">'
+                "<p>請在手機上確認 Confirm on your phone</p>"
+                '<form method="post" action="/fidoRedirect/done">'
+                f'<input type="hidden" name="transaction_id" value="{esc(tid)}">'
+                "<button>完成 Done</button></form></html>"
+            )
+        if path == "/fidoRedirect/done":
+            request = self._requests.get(saved.get("ticket_id", ""))
+            if request is None or request.state == "pending":
+                return self._web_result(tid, "SPTKTID_TXNLOG_NF", {})
+            if request.state == "cancelled":
+                return self._web_result(tid, "APP_USER_CANCEL", {})
+            if request.state == "redeemed":
+                return self._web_result(tid, "SPTKTID_SPTKT_RDM", {})
+            request.state = "redeemed"
+            return self._web_result(
+                tid,
+                "0",
+                {
+                    "id_num": request.id_num,
+                    "signed_response": str(request.result.get("signed_response", "")),
+                    "cert": str(request.result.get("cert", "")),
+                },
+            )
+        return "<p>not found</p>"
+
     def scan(self, sp_ticket: str) -> PhoneRequest:
         """The phone reads a ticket (QR / app link): find its transaction."""
         part = sp_ticket.split(".")[0]
@@ -477,6 +588,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if parts.path.startswith("/phone/"):
             self._phone_post(parts.path, raw)
+            return
+        if parts.path.startswith("/fidoRedirect/"):
+            form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
+            page = api.web_page(parts.path, form)
+            self._send(200, page.encode(), "text/html; charset=utf-8")
             return
         name = parts.path.removeprefix("/moise/sp/")
         if name not in _PATHS:

@@ -14,6 +14,7 @@ import pytest
 from moica_auth.exceptions import (
     CertificateRevoked,
     ChainInvalid,
+    IdNumberMismatch,
     MoicaAuthError,
     SessionMismatch,
     SignatureInvalid,
@@ -134,6 +135,12 @@ class TestRefusals:
         started = source.start(session_id=SESSION, id_number=CITIZEN, mode="push")
         vsp.fault = "card_cert"
         _refused(vsp, source, started.transaction, errors.MobileCertificateRequired)
+
+    def test_certificate_of_another_person(self, vsp: VirtualSpApi) -> None:
+        source = make_source(vsp)
+        started = source.start(session_id=SESSION, id_number=CITIZEN, mode="push")
+        vsp.fault = "other_person"
+        _refused(vsp, source, started.transaction, IdNumberMismatch)
 
     def test_revoked_phone_certificate(self, vsp: VirtualSpApi) -> None:
         table = TableSource(revoked={vsp.phone(CITIZEN).signing.certificate.serial_number})

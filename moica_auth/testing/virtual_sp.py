@@ -16,7 +16,8 @@ signs ``sign_data`` with the ID number's *mobile* certificate from the test PKI,
 Fault modes (``server.fault = …``): ``"slow"`` (answers after ``slow_seconds``),
 ``"5xx"``, ``"garbage"`` (not JSON), ``"bad_checksum"`` (an idp_checksum under another
 key), ``"foreign_cert"`` (signed with a certificate from another CA), ``"card_cert"``
-(signed with the citizen's *card* certificate), ``"other_data"`` (signature over other
+(signed with the citizen's *card* certificate), ``"other_person"`` (a valid mobile
+certificate of someone else), ``"other_data"`` (signature over other
 text). A revoked phone certificate is made by revoking :meth:`phone`'s certificate in the
 test CRL. Run ``python -m moica_auth.testing.virtual_sp`` for a standalone server.
 """
@@ -52,13 +53,22 @@ from moica_auth.testing.httpserver import (
     serve_until_interrupted,
     shut_down,
 )
-from moica_auth.testing.pki import CitizenCard, TestPKI, default_pki
+from moica_auth.testing.pki import CitizenCard, TestPKI, default_pki, make_id_number
 from moica_auth.testing.softcard import build_signed_data
 
 __all__ = ["FAULTS", "PhoneRequest", "VirtualSpApi", "hashed_id_num"]
 
 FAULTS = frozenset(
-    {"slow", "5xx", "garbage", "bad_checksum", "foreign_cert", "card_cert", "other_data"}
+    {
+        "slow",
+        "5xx",
+        "garbage",
+        "bad_checksum",
+        "foreign_cert",
+        "card_cert",
+        "other_data",
+        "other_person",
+    }
 )
 _ID_RE = re.compile(r"[A-Z][12890][0-9]{8}")
 _MAX_BODY = 64 * 1024
@@ -209,6 +219,10 @@ class VirtualSpApi(StartStopContext):
     def _signer(self, phone: CitizenCard) -> CitizenCard:
         if self.fault == "card_cert":
             return self.pki.issue_card(id_number=phone.id_number, name=phone.name)
+        if self.fault == "other_person":
+            return self.pki.issue_card(
+                id_number=make_id_number("virtual-sp-other-person"), name="陳大同", form="mobile"
+            )
         if self.fault == "foreign_cert":
             if self._foreign is None:
                 self._foreign = TestPKI(seed="virtual-sp-foreign-ca")

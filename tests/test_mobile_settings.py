@@ -117,3 +117,11 @@ def test_deploy_check_w020_test_url(url: str, warned: bool) -> None:
     with override_settings(MOICA_AUTH_MOBILE={**GOOD, "api_url": url}):
         ids = [m.id for m in check_mobile_deploy()]
     assert ids == (["moica_auth.W020"] if warned else [])
+
+
+def test_app_checks_include_the_mobile_checks() -> None:
+    from moica_auth.checks import check_settings
+
+    with override_settings(MOICA_AUTH_MOBILE={**GOOD, "aes_key": "c2hvcnQ="}):
+        ids = [m.id for m in check_settings()]
+    assert "moica_auth.E021" in ids

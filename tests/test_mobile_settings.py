@@ -119,6 +119,7 @@ def test_deploy_check_w020_test_url(url: str, warned: bool) -> None:
     assert ids == (["moica_auth.W020"] if warned else [])
 
 
+@pytest.mark.django_db
 def test_app_checks_include_the_mobile_checks() -> None:
     from moica_auth.checks import check_settings
 

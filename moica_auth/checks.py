@@ -19,6 +19,7 @@ IDs (``moica_auth.E00x`` errors, ``moica_auth.W00x`` warnings):
   ``MOICA_AUTH_CONFIRMATION`` is missing, incomplete or unreadable;
 * W005 ``SecurityMiddleware`` sends ``Cross-Origin-Opener-Policy: same-origin``, which cuts
   the HiPKI popup off from pages that render the login box.
+* E020–E029 / W020–W029: ``MOICA_AUTH_MOBILE`` (see :mod:`moica_auth.mobile.checks`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from moica_auth.conf import app_settings
 from moica_auth.exceptions import ConfigurationError, MoicaAuthError
+from moica_auth.mobile.checks import check_mobile
 
 __all__ = ["check_settings"]
 
@@ -372,4 +374,5 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages += _check_confirmation()
     messages += _check_hash_key()
     messages += _check_opener_policy()
+    messages += check_mobile()
     return messages

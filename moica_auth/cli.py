@@ -407,6 +407,10 @@ def build_parser() -> argparse.ArgumentParser:
     from moica_auth.signing.cli import add_evidence_parser
 
     add_evidence_parser(sub)
+
+    from moica_auth.mobile.cli import add_mobile_parser
+
+    add_mobile_parser(sub)
     return parser
 
 

@@ -470,3 +470,8 @@ def error_codes() -> dict[str, type[MoicaAuthError]]:
         found.setdefault(cls.code, cls)
         pending.extend(cls.__subclasses__())
     return found
+
+
+# The mobile path's errors live beside their client; importing them here registers their
+# codes with error_codes() (and its uniqueness test) wherever exceptions are imported.
+from moica_auth.mobile import errors as _mobile_errors  # noqa: E402,F401

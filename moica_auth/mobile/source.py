@@ -1,0 +1,349 @@
+"""The mobile credential source: a MOICA login signed in the citizen's phone.
+
+:meth:`MobileCredentialSource.start` issues the same ``moica-auth/1 origin=… nonce=…
+iat=…`` challenge as the card login (:class:`~moica_auth.challenge.ChallengeService`:
+single use, TTL, bound to session and origin) and asks MOI to have the phone **sign it**
+(``op_code`` SIGN, PKCS#1 or PKCS#7, SHA-256), by push (ATH-03) or by a ticket for a QR
+code or app link (ATH-01). ``ATH`` (authenticate only) is never used: it returns nothing
+a relying party can verify.
+
+:meth:`MobileCredentialSource.poll` asks MOI for the result at most once per
+``poll_interval`` per transaction across all workers (an ``add``-lock in the shared
+store), and on a result:
+
+1. the client has verified ``idp_checksum`` (the answer is MOI's, for this transaction);
+2. the transaction record is taken atomically (a result is used once);
+3. ``hashed_id_num`` equals the ticket's (the phone answered for the number we asked);
+4. the challenge is consumed (session, origin, expiry: the card login's rules);
+5. :meth:`verify_mobile_signature`: the certificate is a *mobile* citizen certificate,
+   then :class:`~moica_auth.verifier.LoginVerifier` checks the signature over exactly the
+   challenge text, the chain and revocation, as for a card;
+6. the certificate's ID last-4 matches the typed ID number.
+
+The result is a :class:`MobileCredential` (channel ``mobile-sp-api``, form ``mobile``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from moica_auth.certificate import CitizenCertificate, load_certificate
+from moica_auth.challenge import RETENTION, Challenge, ChallengeService
+from moica_auth.exceptions import (
+    MalformedRequest,
+    MalformedSignature,
+    MoicaAuthError,
+    SessionMismatch,
+)
+from moica_auth.identity.id_number import IdNumber, check_last4, parse_id_number
+from moica_auth.mobile.client import Pending, SignInfo, SpApiClient, Ticket, decode_ticket
+from moica_auth.mobile.errors import (
+    MobileCertificateRequired,
+    MobileNoDevice,
+    MobileNoSigningCertificate,
+    MobileRequestRejected,
+    MobileResultMismatch,
+    MobileTransactionUnknown,
+)
+from moica_auth.mobile.limits import MobileLimiter
+from moica_auth.mobile.settings import MODES
+from moica_auth.stores import KeyValueStore
+from moica_auth.verifier import LoginVerifier, VerifiedLogin
+
+__all__ = [
+    "CHANNEL",
+    "FORM",
+    "MobileCredential",
+    "MobileCredentialSource",
+    "MobilePending",
+    "MobileStart",
+]
+
+CHANNEL = "mobile-sp-api"
+FORM = "mobile"
+_RECORD = "mobile:tx:"
+_LOCK = "mobile:poll:"
+_BINDING_CONTEXT = b"moica-auth/1 mobile session\x00"
+_SEAL_CONTEXT = b"moica-auth/1 mobile record key\x00"
+_SIGNATURE_TYPES = {"PKCS#1": "PKCS1", "PKCS#7": "PKCS7"}
+
+
+@dataclass(frozen=True)
+class MobileStart:
+    """What the browser needs: an opaque ``transaction`` handle (never MOI's ids),
+    ``expires_at``, and for a ticket the ``sp_ticket`` (QR content) and ``app_link``."""
+
+    transaction: str
+    mode: str
+    expires_at: datetime
+    sp_ticket: str | None = None
+    app_link: str | None = None
+
+
+@dataclass(frozen=True)
+class MobilePending:
+    """Not answered yet; ask again after ``retry_after`` seconds."""
+
+    retry_after: float
+
+
+@dataclass(frozen=True)
+class MobileCredential:
+    """A verified mobile login: the same :class:`VerifiedLogin` a card login yields."""
+
+    verified: VerifiedLogin
+    challenge: Challenge
+    id_number: IdNumber = field(repr=False)
+    channel: str = CHANNEL
+    form: str = FORM
+
+    @property
+    def citizen(self) -> CitizenCertificate:
+        return self.verified.citizen
+
+
+class MobileCredentialSource:
+    """Start and finish mobile logins for one site.
+
+    ``challenges`` should have a TTL of at least the MOI ``time_limit`` (the citizen
+    has that long to answer); ``hash_key`` (≥ 16 secret bytes) keys the session binding
+    and the push counters.
+    """
+
+    def __init__(
+        self,
+        *,
+        client: SpApiClient,
+        challenges: ChallengeService,
+        verifier: LoginVerifier,
+        store: KeyValueStore,
+        hash_key: bytes,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        if not isinstance(hash_key, bytes) or len(hash_key) < 16:
+            raise ValueError("hash_key must be at least 16 secret bytes")
+        self.client = client
+        self.settings = client.settings
+        self.challenges = challenges
+        self.verifier = verifier
+        self.store = store
+        self._hash_key = hash_key
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self.limiter = MobileLimiter(
+            store=store,
+            limits=self.settings.push_limits,
+            hash_key=hash_key,
+            max_pending=self.settings.max_pending_per_session,
+            pending_window=self.settings.time_limit,
+        )
+
+    def _binding(self, session_id: str) -> str:
+        return hmac.new(
+            self._hash_key, _BINDING_CONTEXT + session_id.encode("utf-8"), hashlib.sha256
+        ).hexdigest()
+
+    # The typed ID number must reach the personal-data verifiers after the phone
+    # answers, but the shared store must not hold it in the clear: it is sealed with
+    # AES-GCM under a key derived from hash_key.
+    def _aead(self) -> AESGCM:
+        return AESGCM(hashlib.sha256(_SEAL_CONTEXT + self._hash_key).digest())
+
+    def _seal(self, text: str) -> str:
+        nonce = secrets.token_bytes(12)
+        return (nonce + self._aead().encrypt(nonce, text.encode("ascii"), None)).hex()
+
+    def _open(self, sealed: str) -> str:
+        try:
+            raw = bytes.fromhex(sealed)
+            return self._aead().decrypt(raw[:12], raw[12:], None).decode("ascii")
+        except (ValueError, InvalidTag) as exc:
+            raise MobileTransactionUnknown("unreadable transaction record") from exc
+
+    # ------------------------------------------------------------------ start
+    def start(
+        self, *, session_id: str, id_number: str, mode: str, client_ip: str | None = None
+    ) -> MobileStart:
+        """Issue a challenge and have MOI ask the phone to sign it.
+
+        Raises ``IdNumberInvalid``, :class:`MobileRequestRejected` (mode not enabled),
+        the limits' 429s, the LF-01 refusals when ``check_device`` is on, and any
+        :mod:`~moica_auth.mobile.errors` refusal of the API.
+        """
+        if not isinstance(session_id, str) or not session_id:
+            raise MalformedRequest("a session id is required")
+        if mode not in self.settings.modes or mode not in MODES:
+            raise MobileRequestRejected(f"mode {mode!r} is not enabled")
+        number = parse_id_number(id_number)
+        binding = self._binding(session_id)
+        self.limiter.start(
+            id_number=number, ip=client_ip, session_binding=binding, push=mode == "push"
+        )
+        if self.settings.check_device:
+            status = self.client.device_status(id_num=number.value)
+            if not status.has_device:
+                raise MobileNoDevice("LF-01: no bound phone")
+            if not status.can_sign:
+                raise MobileNoSigningCertificate("LF-01: no mobile signing certificate")
+        challenge = self.challenges.issue(session_id=session_id)
+        sign_info = SignInfo(
+            sign_data=challenge.tbs, sign_type=self.settings.sign_type, hash_algorithm="SHA256"
+        )
+        op_mode = MODES[mode]
+        if op_mode is None:
+            ticket = self.client.push(id_num=number.value, sign_info=sign_info)
+        else:
+            ticket = self.client.get_ticket(
+                id_num=number.value, op_mode=op_mode, sign_info=sign_info
+            )
+        handle = secrets.token_urlsafe(32)
+        now = self._clock()
+        expires_at = min(challenge.expires_at, ticket.expires_at or challenge.expires_at)
+        record = {
+            "v": 1,
+            "tid": ticket.transaction_id,
+            "ticket": ticket.sp_ticket,
+            "nonce": challenge.nonce,
+            "binding": binding,
+            "last4": number.last4,
+            "id": self._seal(number.value),
+            "sign_type": self.settings.sign_type,
+        }
+        keep = max(1.0, (expires_at - now).total_seconds()) + RETENTION
+        self.store.set(_RECORD + handle, json.dumps(record).encode("utf-8"), ttl=keep)
+        app_link = None
+        if mode in ("app2app", "mweb2app"):
+            kind = "a2a" if mode == "app2app" else "w2a"
+            app_link = self.client.app_link(ticket, kind=kind).url
+        return MobileStart(
+            transaction=handle,
+            mode=mode,
+            expires_at=expires_at,
+            sp_ticket=ticket.sp_ticket if op_mode is not None else None,
+            app_link=app_link,
+        )
+
+    # ------------------------------------------------------------------ poll
+    def _load(self, raw: bytes) -> dict[str, str]:
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict) or data.get("v") != 1:
+                raise ValueError("unknown record")
+            return {
+                k: str(data[k])
+                for k in ("tid", "ticket", "nonce", "binding", "last4", "id", "sign_type")
+            }
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MobileTransactionUnknown("unreadable transaction record") from exc
+
+    def _ticket(self, record: dict[str, str]) -> Ticket:
+        claims = decode_ticket(record["ticket"])
+        return Ticket(
+            transaction_id=record["tid"],
+            sp_ticket=record["ticket"],
+            sp_ticket_id=str(claims.get("sp_ticket_id", "")),
+            op_code="SIGN",
+            op_mode=str(claims.get("op_mode", "")),
+            sp_service_id=self.settings.service_id,
+            hashed_id_num=str(claims.get("hashed_id_num", "")),
+            expires_at=None,
+            claims=claims,
+        )
+
+    def poll(
+        self,
+        *,
+        transaction: str,
+        session_id: str,
+        origin: str | None = None,
+        at: datetime | None = None,
+    ) -> MobilePending | MobileCredential:
+        """Pending, or the verified credential; refusals raise (and end the transaction
+        when they are final)."""
+        if not isinstance(transaction, str) or not 20 <= len(transaction) <= 64:
+            raise MalformedRequest("transaction must be the handle start returned")
+        key = _RECORD + transaction
+        raw = self.store.get(key)
+        if raw is None:
+            raise MobileTransactionUnknown("no such mobile transaction")
+        record = self._load(raw)
+        # Before any upstream call: another session's browser learns nothing and costs
+        # MOI nothing.
+        if not hmac.compare_digest(record["binding"], self._binding(session_id)):
+            raise SessionMismatch("mobile transaction belongs to another session")
+        interval = self.settings.poll_interval
+        # Single flight: whoever adds the lock polls; it expires after one interval, so
+        # the upstream sees at most one ATH-02 per interval however many workers ask.
+        if not self.store.add(_LOCK + transaction, b"1", ttl=interval):
+            return MobilePending(retry_after=interval)
+        ticket = self._ticket(record)
+        try:
+            answer = self.client.poll(ticket)
+        except MoicaAuthError as exc:
+            if getattr(exc, "http_status", 400) != 503:
+                self.store.delete(key)  # final: cancelled, expired, forged…
+            raise
+        if isinstance(answer, Pending):
+            return MobilePending(retry_after=interval)
+        if self.store.take(key) is None:
+            raise MobileTransactionUnknown("mobile transaction already finished")
+        if ticket.hashed_id_num and not hmac.compare_digest(
+            answer.hashed_id_num.encode(), ticket.hashed_id_num.encode()
+        ):
+            raise MobileResultMismatch("result is for another ID number than the ticket")
+        if not answer.signed_response or not answer.cert:
+            raise MalformedSignature("the result carries no signature or certificate")
+        challenge = self.challenges.consume(
+            nonce=record["nonce"], session_id=session_id, origin=origin
+        )
+        verified = self.verify_mobile_signature(
+            content=challenge.tbs_bytes(),
+            signed_response=answer.signed_response,
+            cert=answer.cert,
+            sign_type=record["sign_type"],
+            at=at,
+        )
+        number = parse_id_number(self._open(record["id"]))
+        check_last4(number, verified.citizen.id_last4)
+        return MobileCredential(verified=verified, challenge=challenge, id_number=number)
+
+    def verify_mobile_signature(
+        self,
+        *,
+        content: bytes,
+        signed_response: str,
+        cert: str,
+        sign_type: str = "PKCS#1",
+        at: datetime | None = None,
+    ) -> VerifiedLogin:
+        """The mobile path's signature + profile check, reusable on its own (the real
+        ``openac-g3-2026`` vector goes through here).
+
+        The form is checked first (cheap, and no revocation traffic for a card
+        certificate on the wrong path); then :meth:`LoginVerifier.verify` does exactly
+        what it does for a card: signature over ``content``, chain, revocation.
+        """
+        certificate = load_certificate(cert)
+        if CitizenCertificate.from_certificate(certificate).form != FORM:
+            raise MobileCertificateRequired("the signer certificate has no SDA form 'mobile'")
+        signature_type = _SIGNATURE_TYPES.get(sign_type)
+        if signature_type is None:
+            raise MalformedSignature(f"unsupported mobile sign_type {sign_type!r}")
+        verified = self.verifier.verify(
+            content=content,
+            signature=signed_response,
+            signature_type=signature_type,
+            certificate=cert,
+            at=at,
+        )
+        if verified.citizen.form != FORM:  # a PKCS#7 could carry another signer
+            raise MobileCertificateRequired("the verified signer is not a mobile certificate")
+        return verified

@@ -21,9 +21,11 @@ timed. Per login it reports the median wall time, the median CPU time of this pr
 from the mean CPU time, the logins per second one core could serve; the ratio ours /
 Django; SQL statements and Redis commands per login.
 
-The stage breakdown comes from a second, separate pass under a time-weighted stack
-sampler (a thread reading the request thread's stack every 0.2 ms; the elapsed time
-since the previous sample goes to the stage of the stack seen). A stack's stage is decided
+The stage breakdown comes from a second, separate pass under a statistical profiler:
+``SIGPROF`` at the kernel's CPU-time tick interrupts the request thread, each sample
+counts for the stage of the interrupted stack, and the shares are scaled to the CPU time
+measured around the requests (other load on the machine does not skew it; time spent
+waiting for Redis is not in it). A stack's stage is decided
 by :data:`STAGE_RULES`, a table of module prefixes and model labels, never by function
 names, so that it keeps working when the code moves between modules: the innermost frame
 matching a *owner* rule wins; failing that, the innermost *generic* rule (JSON, request
@@ -42,12 +44,12 @@ import io
 import json
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -184,47 +186,58 @@ class StageClassifier:
 
 
 class StageSampler:
-    """Time-weighted stack sampling of one thread while :attr:`active` is set."""
+    """Statistical profile by stage of this (the main) thread while :attr:`active` is set.
 
-    def __init__(self, thread_id: int, *, interval: float = 0.0002) -> None:
-        self.thread_id = thread_id
+    ``ITIMER_PROF`` sends ``SIGPROF`` as the process consumes CPU time (at the kernel's
+    tick, so the instants are unrelated to what the request is doing); the handler runs
+    in the main thread with the interrupted frame and counts one sample for that stack's
+    stage. The share of samples is the share of CPU time; :meth:`per_stage` scales it to
+    the CPU time measured around the requests. A long call into C delays the handler until
+    it returns, into the frame that made the call: its time goes to the right stage.
+    """
+
+    def __init__(self, *, interval: float = 0.0005) -> None:
         self.interval = interval
+        self.counts: dict[str, int] = {}
         self.active = False
-        self.totals: dict[str, float] = {}
-        self.error: BaseException | None = None
+        self.cpu = 0.0
         self._classifier = StageClassifier()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._switch = sys.getswitchinterval()
+        self._previous: Any = None
 
     def __enter__(self) -> StageSampler:
-        # The request thread must hand over the GIL often, or a sample waits for it.
-        sys.setswitchinterval(self.interval / 2)
-        self._thread.start()
+        self._previous = signal.signal(signal.SIGPROF, self._on_signal)
+        signal.setitimer(signal.ITIMER_PROF, self.interval, self.interval)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        sys.setswitchinterval(self._switch)
-        if self.error is not None:
-            raise RuntimeError("the stage sampler failed") from self.error
+        signal.setitimer(signal.ITIMER_PROF, 0, 0)
+        signal.signal(signal.SIGPROF, self._previous)
 
-    def _run(self) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self.active and frame is not None:
+            stage = self._classifier.stage(frame)
+            self.counts[stage] = self.counts.get(stage, 0) + 1
+
+    def measure(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` as sampled, measured request work."""
+        start = time.thread_time()
+        self.active = True
         try:
-            self._sample()
-        except BaseException as exc:  # reported by __exit__: a partial profile is wrong
-            self.error = exc
+            return fn()
+        finally:
+            self.active = False
+            self.cpu += time.thread_time() - start
 
-    def _sample(self) -> None:
-        last = time.perf_counter()
-        while not self._stop.wait(self.interval):
-            now = time.perf_counter()
-            if self.active:
-                frame = sys._current_frames().get(self.thread_id)
-                stage = self._classifier.stage(frame)
-                self.totals[stage] = self.totals.get(stage, 0.0) + now - last
-            last = now
+    @property
+    def samples(self) -> int:
+        return sum(self.counts.values())
+
+    def per_stage(self, logins: int) -> dict[str, float]:
+        """CPU seconds per login by stage."""
+        total = self.samples
+        if not total or not logins:
+            return {}
+        return {k: self.cpu / logins * n / total for k, n in self.counts.items()}
 
 
 # --- in-process WSGI client ---------------------------------------------------------
@@ -474,22 +487,18 @@ class Bench:
                 if redis_pid:
                     contender.redis_cpu += _process_cpu(redis_pid) - server_cpu
 
-    def profile(self, contender: Contender, iterations: int) -> dict[str, float]:
+    def profile(self, contender: Contender, cpu_budget: float) -> tuple[dict[str, float], int]:
+        """Logins under the :class:`StageSampler` until ``cpu_budget`` seconds of request
+        CPU time (at most 5,000): (CPU seconds per login by stage, samples)."""
         flow = self.django if contender.redis_url == "django" else self.ours
         url = None if contender.redis_url in (None, "django") else contender.redis_url
-        with self.store(url), StageSampler(threading.get_ident()) as sampler:
+        with self.store(url), StageSampler() as sampler:
             flow(lambda fn: fn())
-
-            def timed(fn: Callable[[], Any]) -> Any:
-                sampler.active = True
-                try:
-                    return fn()
-                finally:
-                    sampler.active = False
-
-            for _ in range(iterations):
-                flow(timed)
-        return {k: v / iterations for k, v in sampler.totals.items()}
+            logins = 0
+            while sampler.cpu < cpu_budget and logins < 5000:
+                flow(sampler.measure)
+                logins += 1
+        return sampler.per_stage(logins), sampler.samples
 
 
 # --- main ----------------------------------------------------------------------------
@@ -529,12 +538,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="few iterations (smoke run)")
     parser.add_argument("--iterations", type=int, default=None, help="logins per round")
     parser.add_argument("--rounds", type=int, default=None, help="interleaved rounds")
-    parser.add_argument("--profile-iterations", type=int, default=None)
+    parser.add_argument(
+        "--profile-seconds",
+        type=float,
+        default=None,
+        help="request CPU seconds sampled per contender for the stage breakdown",
+    )
     parser.add_argument("--no-redis", action="store_true", help="skip the Redis contender")
     args = parser.parse_args(argv)
-    iterations = args.iterations or (8 if args.quick else 100)
-    rounds = args.rounds or (1 if args.quick else 3)
-    profile_iterations = args.profile_iterations or (8 if args.quick else 100)
+    iterations = args.iterations or (8 if args.quick else 30)
+    rounds = args.rounds or (1 if args.quick else 10)
+    # SIGPROF comes at the kernel's tick (often every 4 ms of CPU): 3 s give each
+    # contender several hundred samples.
+    profile_seconds = args.profile_seconds or (0.3 if args.quick else 3.0)
 
     _setup()
     bench = Bench()
@@ -547,7 +563,8 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(rounds):
             for contender in contenders:
                 bench.run(contender, iterations, redis[1] if redis else None)
-        profiles = {c.name: bench.profile(c, profile_iterations) for c in contenders}
+        sampled = {c.name: bench.profile(c, profile_seconds) for c in contenders}
+    profiles = {name: found[0] for name, found in sampled.items()}
 
     print(
         f"Login benchmark: {rounds} round(s) × {iterations} logins per contender, "
@@ -602,7 +619,8 @@ def main(argv: list[str] | None = None) -> int:
             wall = r["wall_p50_ms"] / results["Django login()"]["wall_p50_ms"]
             print(f"{name:<22} {ratios[name]:.2f}× CPU   {wall:.2f}× wall")
     print()
-    print(f"## Stage breakdown (ms per login, sampled wall time, {profile_iterations} logins)")
+    counts = ", ".join(f"{name}: {found[1]}" for name, found in sampled.items())
+    print(f"## Stage breakdown (CPU ms per login; samples: {counts})")
     print()
     stages = list(STAGE_ORDER)
     for profile in profiles.values():
@@ -616,10 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{stage:<38}" + "".join(f" {profiles[n].get(stage, 0.0) * 1000:>20.3f}" for n in names)
         )
-    print(
-        f"{'total (sampled)':<38}"
-        + "".join(f" {sum(profiles[n].values()) * 1000:>20.3f}" for n in names)
-    )
+    print(f"{'total':<38}" + "".join(f" {sum(profiles[n].values()) * 1000:>20.3f}" for n in names))
     print()
     summary = {
         "results": results,

@@ -47,9 +47,12 @@ def test_quick_run_prints_every_section() -> None:
     assert set(summary["ratios_cpu"]) == {"ours, memory store", "ours, Redis"}
     ours = summary["results"]["ours, Redis"]
     assert ours["redis_commands_per_login"] > 0 and ours["sql_writes_per_login"] > 0
-    # Every stage the card login goes through was seen by the sampler.
-    for stage in ("verify", "binding", "audit", "session"):
-        assert summary["stages_ms"]["ours, memory store"].get(stage, 0) > 0
+    # The sampler saw the stages where most of the time goes, and its shares add up
+    # to the CPU time measured around the requests.
+    for name in ("ours, memory store", "Django login()"):
+        stages = summary["stages_ms"][name]
+        assert stages.get("session", 0) > 0
+        assert sum(stages.values()) > 0.3 * summary["results"][name]["cpu_mean_ms"]
 
 
 def _stack(*modules: tuple[str, str]) -> types.FrameType:

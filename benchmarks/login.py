@@ -19,7 +19,7 @@ Signing the token, and the first ``GET`` that gives the visitor its CSRF cookie,
 timed. Per login it reports the median wall time, the median CPU time of this process
 (the server's work: redis-py included, redis-server not, which is given apart) and,
 from the mean CPU time, the logins per second one core could serve; the ratio ours /
-Django; SQL statements and Redis commands per login.
+Django; SQL statements and Redis round trips per login.
 
 The stage breakdown comes from a second, separate pass under a statistical profiler:
 ``SIGPROF`` at the kernel's CPU-time tick interrupts the request thread, each sample
@@ -359,15 +359,25 @@ def _process_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _redis_commands(url: str) -> int:
-    import redis
+@contextmanager
+def count_redis_round_trips() -> Iterator[list[int]]:
+    """Count what redis-py writes to the server (one write per command, pipeline or
+    script call: a round trip). Counted on the client, because the server's
+    ``commandstats`` also counts the commands a Lua script runs inside one call."""
+    from redis.connection import AbstractConnection
 
-    stats = redis.Redis.from_url(url).info("commandstats")
-    return sum(
-        int(v["calls"])
-        for k, v in stats.items()
-        if k not in ("cmdstat_info", "cmdstat_ping", "cmdstat_flushall")
-    )
+    count = [0]
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: Any, *args: Any, **kwargs: Any) -> Any:
+        count[0] += 1
+        return original(self, *args, **kwargs)
+
+    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        yield count
+    finally:
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
 
 
 # --- contenders ----------------------------------------------------------------------
@@ -386,7 +396,7 @@ class Contender:
     samples: list[Sample] = field(default_factory=list)
     sql: int = 0
     sql_writes: int = 0
-    redis_commands: int = 0
+    redis_round_trips: int = 0
     redis_cpu: float = 0.0
     logins: int = 0
 
@@ -462,10 +472,9 @@ class Bench:
         url = None if contender.redis_url in (None, "django") else contender.redis_url
         with self.store(url):
             flow(lambda fn: fn())  # warm: services built, caches filled
-            commands = _redis_commands(url) if url else 0
             server_cpu = _process_cpu(redis_pid) if url and redis_pid else 0.0
             self.sql = [0, 0]
-            with connection.execute_wrapper(self._count_sql):
+            with connection.execute_wrapper(self._count_sql), count_redis_round_trips() as trips:
                 for _ in range(iterations):
                     spent = [0.0, 0.0]
 
@@ -483,7 +492,7 @@ class Bench:
             contender.sql_writes += self.sql[1]
             contender.logins += iterations
             if url:
-                contender.redis_commands += _redis_commands(url) - commands - 1
+                contender.redis_round_trips += trips[0]
                 if redis_pid:
                     contender.redis_cpu += _process_cpu(redis_pid) - server_cpu
 
@@ -576,7 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     print("## Per login (challenge + login for ours; one login() request for Django)")
     print()
     header = f"{'contender':<22} {'wall p50 ms':>11} {'wall p95 ms':>11} {'CPU p50 ms':>10}"
-    header += f" {'logins/s/core':>13} {'SQL':>5} {'writes':>6} {'redis cmds':>10}"
+    header += f" {'logins/s/core':>13} {'SQL':>5} {'writes':>6} {'redis trips':>11}"
     print(header)
     results: dict[str, dict[str, float]] = {}
     for c in contenders:
@@ -592,17 +601,19 @@ def main(argv: list[str] | None = None) -> int:
             "logins_per_s_per_core": 1 / mean_cpu if mean_cpu else 0.0,
             "sql_per_login": c.sql / c.logins,
             "sql_writes_per_login": c.sql_writes / c.logins,
-            "redis_commands_per_login": c.redis_commands / c.logins,
+            "redis_round_trips_per_login": c.redis_round_trips / c.logins,
             "redis_server_cpu_ms_per_login": c.redis_cpu * 1000 / c.logins,
         }
         results[c.name] = r
         redis_cmds = (
-            f"{r['redis_commands_per_login']:.1f}" if c.redis_url not in (None, "django") else "-"
+            f"{r['redis_round_trips_per_login']:.1f}"
+            if c.redis_url not in (None, "django")
+            else "-"
         )
         print(
             f"{c.name:<22} {r['wall_p50_ms']:>11.2f} {r['wall_p95_ms']:>11.2f}"
             f" {r['cpu_p50_ms']:>10.2f} {r['logins_per_s_per_core']:>13.0f}"
-            f" {r['sql_per_login']:>5.1f} {r['sql_writes_per_login']:>6.1f} {redis_cmds:>10}"
+            f" {r['sql_per_login']:>5.1f} {r['sql_writes_per_login']:>6.1f} {redis_cmds:>11}"
         )
     for c in contenders:
         if c.redis_url not in (None, "django"):

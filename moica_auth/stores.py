@@ -16,6 +16,10 @@ The operations are the few that security code needs to be race-free:
 * ``incr`` is a fixed-window counter: the TTL is set when the counter is created and never
   extended, so a client that keeps failing cannot keep its window open forever.
 
+Both stores also offer ``add_many`` (all keys or none, in one step and, on Redis, one
+round trip). It is not part of the protocol, so a store written for an older version still
+works: callers use it when present (:func:`add_many`) and fall back to ``add`` per key.
+
 Both stores fail closed. Any Redis failure (connection refused, timeout, a server
 error) is raised as :class:`~moica_auth.exceptions.StoreUnavailable`, never swallowed
 into a "not found" that could let a replayed challenge or an unchecked certificate through.
@@ -30,7 +34,7 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, cast, runtime_checkable
 from urllib.parse import urlsplit
 
@@ -46,6 +50,7 @@ __all__ = [
     "KeyValueStore",
     "MemoryStore",
     "RedisStore",
+    "add_many",
     "store_from_url",
 ]
 
@@ -179,6 +184,21 @@ class MemoryStore:
             self._wrote(now)
             return True
 
+    def add_many(self, items: Mapping[str, bytes], *, ttl: float | None = None) -> bool:
+        """Store every item only if none of the keys is present; ``True`` if stored."""
+        for key, value in items.items():
+            _check_key(key)
+            _check_value(value)
+        _check_ttl(ttl)
+        with self._lock:
+            now = self._clock()
+            if any(self._live(key, now) is not None for key in items):
+                return False
+            for key, value in items.items():
+                self._data[key] = (value, self._deadline(ttl, now))
+                self._wrote(now)
+            return True
+
     def take(self, key: str) -> bytes | None:
         _check_key(key)
         with self._lock:
@@ -245,6 +265,25 @@ return n
 """
 
 
+# All-or-nothing SET NX of several keys in one round trip (``MSETNX`` takes no TTL).
+# ARGV[1] is the TTL in ms, or "" for none; ARGV[i + 1] is the value of KEYS[i].
+_ADD_MANY_SCRIPT = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    return 0
+  end
+end
+for i = 1, #KEYS do
+  if ARGV[1] == '' then
+    redis.call('SET', KEYS[i], ARGV[i + 1])
+  else
+    redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+  end
+end
+return 1
+"""
+
+
 def _ms(ttl: float) -> int:
     # Round up so a TTL never expires earlier than asked, and never becomes 0 (invalid).
     return max(1, math.ceil(ttl * 1000))
@@ -273,6 +312,7 @@ class RedisStore:
         self._prefix = prefix
         self._getdel_supported = True
         self._incr = client.register_script(_INCR_SCRIPT)
+        self._add_many = client.register_script(_ADD_MANY_SCRIPT)
 
     @classmethod
     def from_url(
@@ -336,6 +376,19 @@ class RedisStore:
         _check_ttl(ttl)
         px = None if ttl is None else _ms(ttl)
         return bool(self._call(self._client.set, self._k(key), value, px=px, nx=True))
+
+    def add_many(self, items: Mapping[str, bytes], *, ttl: float | None = None) -> bool:
+        """Store every item only if none of the keys is present (one Lua script, so
+        atomic and one round trip); ``True`` if stored."""
+        names = [self._k(key) for key in items]
+        values = list(items.values())
+        for value in values:
+            _check_value(value)
+        _check_ttl(ttl)
+        if not names:
+            return True
+        px = "" if ttl is None else str(_ms(ttl))
+        return bool(self._call(self._add_many, keys=names, args=[px, *values]))
 
     def take(self, key: str) -> bytes | None:
         name = self._k(key)
@@ -405,6 +458,16 @@ class RedisStore:
 
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def add_many(store: KeyValueStore, items: Mapping[str, bytes], *, ttl: float | None) -> bool:
+    """``store.add_many(items, ttl=ttl)`` when the store has it; otherwise ``add`` of each
+    item in order, stopping at the first key already present (the items before it stay
+    stored, so order them so that a partial write is harmless)."""
+    method = getattr(store, "add_many", None)
+    if callable(method):
+        return bool(method(items, ttl=ttl))
+    return all(store.add(key, value, ttl=ttl) for key, value in items.items())
 
 
 # --- construction ---------------------------------------------------------------------

@@ -46,7 +46,7 @@ def test_quick_run_prints_every_section() -> None:
     summary = json.loads(out.strip().splitlines()[-1])
     assert set(summary["ratios_cpu"]) == {"ours, memory store", "ours, Redis"}
     ours = summary["results"]["ours, Redis"]
-    assert ours["redis_commands_per_login"] > 0 and ours["sql_writes_per_login"] > 0
+    assert ours["redis_round_trips_per_login"] > 0 and ours["sql_writes_per_login"] > 0
     # The sampler saw the stages where most of the time goes, and its shares add up
     # to the CPU time measured around the requests.
     for name in ("ours, memory store", "Django login()"):

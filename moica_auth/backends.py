@@ -89,13 +89,15 @@ class MoicaToken:
 
 def _find_identity(token: MoicaToken) -> CitizenIdentity | None:
     fingerprint = token.citizen.fingerprint_sha256
+    # The user comes in the same query: bind() returns it, and a login needs it.
+    identities = CitizenIdentity.objects.select_related("user")
     if token.id_hash is not None:
-        found = CitizenIdentity.objects.filter(id_hash=token.id_hash).first()
+        found = identities.filter(id_hash=token.id_hash).first()
         if found is not None:
             return found
     # Prefer a row already keyed by an ID number, then the most recent one.
     return (
-        CitizenIdentity.objects.filter(cert_fingerprint=fingerprint)
+        identities.filter(cert_fingerprint=fingerprint)
         .filter(**({"id_hash__isnull": True} if token.id_hash is not None else {}))
         .order_by(F("id_hash").desc(nulls_last=True), F("last_login").desc(nulls_last=True))
         .first()

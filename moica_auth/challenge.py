@@ -43,7 +43,7 @@ from moica_auth.exceptions import (
     SessionMismatch,
     StoreUnavailable,
 )
-from moica_auth.stores import KeyValueStore
+from moica_auth.stores import KeyValueStore, add_many
 
 __all__ = [
     "DEFAULT_TTL",
@@ -297,11 +297,11 @@ class ChallengeService:
                 separators=(",", ":"),
                 sort_keys=True,
             ).encode("ascii")
-            # The issued marker first: a record must never exist without it, or its
-            # replay would be reported as unknown instead of reused.
-            if not self.store.add(_ISSUED_KEY + nonce, b"1", ttl=keep):
-                continue
-            if not self.store.add(_RECORD_KEY + nonce, record, ttl=keep):
+            # Both keys in one step (one round trip on Redis). The issued marker first:
+            # with a store that writes them one by one, a record must never exist
+            # without it, or its replay would be reported as unknown instead of reused.
+            items = {_ISSUED_KEY + nonce: b"1", _RECORD_KEY + nonce: record}
+            if not add_many(self.store, items, ttl=keep):
                 continue
             return Challenge(
                 nonce=nonce,

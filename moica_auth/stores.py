@@ -17,6 +17,10 @@ The operations are the few that security code needs to be race-free:
 * ``incr`` is a fixed-window counter: the TTL is set when the counter is created and never
   extended, so a client that keeps failing cannot keep its window open forever.
 
+Both stores also offer ``add_many`` (all keys or none, in one step and, on Redis, one
+round trip). It is not part of the protocol, so a store written for an older version still
+works: callers use it when present (:func:`add_many`) and fall back to ``add`` per key.
+
 Both stores fail closed. Any Redis failure (connection refused, timeout, a server
 error) is raised as :class:`~moica_auth.exceptions.StoreUnavailable`, never swallowed
 into a "not found" that could let a replayed challenge or an unchecked certificate through.
@@ -72,6 +76,7 @@ __all__ = [
     "MemoryStore",
     "RedisClient",
     "RedisStore",
+    "add_many",
     "is_cluster",
     "redis_client_from_url",
     "redis_url_from_mapping",
@@ -268,6 +273,21 @@ class MemoryStore:
             self._wrote(now)
             return True
 
+    def add_many(self, items: Mapping[str, bytes], *, ttl: float | None = None) -> bool:
+        """Store every item only if none of the keys is present; ``True`` if stored."""
+        for key, value in items.items():
+            _check_key(key)
+            _check_value(value)
+        _check_ttl(ttl)
+        with self._lock:
+            now = self._clock()
+            if any(self._live(key, now) is not None for key in items):
+                return False
+            for key, value in items.items():
+                self._data[key] = (value, self._deadline(ttl, now))
+                self._wrote(now)
+            return True
+
     def take(self, key: str) -> bytes | None:
         _check_key(key)
         with self._lock:
@@ -421,6 +441,25 @@ return 0
 """
 
 
+# All-or-nothing SET NX of several keys in one round trip (``MSETNX`` takes no TTL).
+# ARGV[1] is the TTL in ms, or "" for none; ARGV[i + 1] is the value of KEYS[i].
+_ADD_MANY_SCRIPT = """
+for i = 1, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    return 0
+  end
+end
+for i = 1, #KEYS do
+  if ARGV[1] == '' then
+    redis.call('SET', KEYS[i], ARGV[i + 1])
+  else
+    redis.call('SET', KEYS[i], ARGV[i + 1], 'PX', ARGV[1])
+  end
+end
+return 1
+"""
+
+
 def _ms(ttl: float) -> int:
     # Round up so a TTL never expires earlier than asked, and never becomes 0 (invalid).
     return max(1, math.ceil(ttl * 1000))
@@ -461,6 +500,7 @@ class RedisStore:
         self._fenced_get = client.register_script(_FENCED_GET)
         self._reserve = client.register_script(_RESERVE_SCRIPT)
         self._release = client.register_script(_RELEASE_SCRIPT)
+        self._add_many = client.register_script(_ADD_MANY_SCRIPT)
 
     @classmethod
     def from_url(
@@ -532,6 +572,27 @@ class RedisStore:
             args = [value, px or "", "1"]
             return bool(self._call(self._fenced_set, keys=[self._k(key)], args=args))
         return bool(self._call(self._client.set, self._k(key), value, px=px, nx=True))
+
+    def add_many(self, items: Mapping[str, bytes], *, ttl: float | None = None) -> bool:
+        """Store every item only if none of the keys is present (one Lua script, so
+        atomic and one round trip); ``True`` if stored.
+
+        A fenced store stamps every value inside its own script, and a Cluster refuses
+        a script whose keys lie in different slots: both write the items one by one, in
+        order, stopping at the first key already present (what :func:`add_many` does for
+        a store without this method).
+        """
+        if self._fence or is_cluster(self._client):
+            return all(self.add(key, value, ttl=ttl) for key, value in items.items())
+        names = [self._k(key) for key in items]
+        values = list(items.values())
+        for value in values:
+            _check_value(value)
+        _check_ttl(ttl)
+        if not names:
+            return True
+        px = "" if ttl is None else str(_ms(ttl))
+        return bool(self._call(self._add_many, keys=names, args=[px, *values]))
 
     def take(self, key: str) -> bytes | None:
         name = self._k(key)
@@ -806,6 +867,16 @@ def redis_client_from_url(
       a Redis Cluster, found from any of the nodes named.
     """
     return _client_and_kind(url, socket_timeout=socket_timeout, retries=retries)[0]
+
+
+def add_many(store: KeyValueStore, items: Mapping[str, bytes], *, ttl: float | None) -> bool:
+    """``store.add_many(items, ttl=ttl)`` when the store has it; otherwise ``add`` of each
+    item in order, stopping at the first key already present (the items before it stay
+    stored, so order them so that a partial write is harmless)."""
+    method = getattr(store, "add_many", None)
+    if callable(method):
+        return bool(method(items, ttl=ttl))
+    return all(store.add(key, value, ttl=ttl) for key, value in items.items())
 
 
 # --- construction ---------------------------------------------------------------------

@@ -20,7 +20,7 @@ from moica_auth.exceptions import RevocationUnavailable
 from moica_auth.mobile.client import SpApiClient
 from moica_auth.mobile.settings import MobileSettings, parse_mobile_settings
 from moica_auth.mobile.source import MobileCredentialSource
-from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy
+from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationRule
 from moica_auth.revocation.types import CertStatus, SourceName
 from moica_auth.stores import KeyValueStore, MemoryStore
 from moica_auth.testing.pki import FIXED_TIME, default_pki, make_id_number
@@ -115,7 +115,7 @@ def make_source(
     settings = mobile_settings(vsp, **extra)
     shared = store if store is not None else MemoryStore()
     checker = RevocationChecker(
-        policy=RevocationPolicy(order=("crl",), check_intermediates=False),
+        policy=RevocationPolicy(order=("crl",), intermediates=RevocationRule.NEVER),
         sources={"crl": revocation or TableSource()},
     )
     return MobileCredentialSource(

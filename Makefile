@@ -31,8 +31,10 @@ demo: $(STAMP)
 	$(PY) -m example_site.demo
 
 bench: $(STAMP)
-	$(PY) benchmarks/verify.py
-	$(PY) benchmarks/revocation.py
+	$(PY) -m benchmarks.verify
+	$(PY) -m benchmarks.revocation
+	$(PY) -m benchmarks.chain_attack
+	$(PY) -m benchmarks.login
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info

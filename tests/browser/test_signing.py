@@ -151,6 +151,10 @@ def test_land_declaration_signed_with_the_card_keeps_evidence_that_verifies(
         page.click("#download-evidence")
     evidence_path = tmp_path / "evidence.json"
     download_info.value.save_as(str(evidence_path))
+    # The evidence is the citizen's own: without their session the URL gives nothing.
+    evidence_url = page.locator("#download-evidence").get_attribute("href")
+    stranger = requests.get(f"{demo.url}{evidence_url}", timeout=10, allow_redirects=False)
+    assert stranger.status_code != 200 and b"moica-auth-evidence" not in stranger.content
     record = json.loads(evidence_path.read_text(encoding="utf-8"))
     assert record["format"] == "moica-auth-evidence/1"
     assert record["signature_type"] == "PKCS7"

@@ -5,6 +5,8 @@
 2. the demo PKI (:mod:`example_site.demo_pki`; deterministic, keys cached under
    ``example_site/var/keys``), whose certificates point at those responders;
 3. the virtual HiPKI local component on 61161 with the demo cards, one inserted;
+   and a local RFC 3161 time-stamp authority (:mod:`moica_auth.testing.tsa`, a free
+   port) that ``MOICA_AUTH_SIGNING`` uses for the signed applications' evidence;
 4. the Django site (SQLite, migrated on start; in-process stores, or Redis with
    ``MOICA_AUTH_REDIS_URL``) on a threaded WSGI server at ``http://127.0.0.1:8000/``,
    trusting the demo roots and pointing the browser client at the virtual card.
@@ -34,6 +36,8 @@ from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from cryptography.hazmat.primitives import serialization
 
 from example_site.citizens import DEMO_CITIZENS
 from example_site.demo_pki import (
@@ -88,6 +92,7 @@ class DemoHandle:
     _httpd: WSGIServer
     _thread: threading.Thread
     _stopped: bool = field(default=False)
+    tsa: Any = None  # moica_auth.testing.tsa.TsaServer
 
     def insert(self, slug: str) -> None:
         """Put demo card ``slug`` into the virtual reader."""
@@ -107,6 +112,7 @@ class DemoHandle:
             "url": self.url,
             "card_url": self.card_url,
             "responder_url": self.responder_url,
+            "tsa_url": self.tsa.url if self.tsa is not None else None,
             "inserted": self.inserted,
             "cards": [
                 {
@@ -131,6 +137,8 @@ class DemoHandle:
         self._thread.join(timeout=10)
         self.card_server.stop()
         self.responders.stop()
+        if self.tsa is not None:
+            self.tsa.stop()
 
 
 def _start_responders(demo: DemoPKI, server: Any, clock: Callable[[], datetime]) -> None:
@@ -184,6 +192,7 @@ def start_demo(
 
     from moica_auth.testing.keys import key_cache_dir
     from moica_auth.testing.responders import ResponderServer
+    from moica_auth.testing.tsa import TsaServer, tsa_identities
     from moica_auth.testing.virtual_card import VirtualCard, VirtualCardServer
 
     responders = ResponderServer(host=host, port=responder_port, clock=demo_clock.now).start()
@@ -194,6 +203,12 @@ def start_demo(
         demo = build_demo_pki(responder_url=responders.url, now=demo_clock.now(), seed=seed)
         _start_responders(demo, responders, demo_clock.now)
         write_state(demo, state)
+        # The signed applications' time-stamps (TEST TSA key, same seed as the PKI).
+        tsa_ids = tsa_identities(demo.pki)
+        (state / "tsa-root.pem").write_bytes(
+            tsa_ids.root.certificate.public_bytes(serialization.Encoding.PEM)
+        )
+        tsa = TsaServer(tsa_ids, host=host, port=0, clock=demo_clock.now).start()
         cards = [
             VirtualCard.from_citizen_card(demo.cards[p.slug], card_id=p.slug) for p in DEMO_CITIZENS
         ]
@@ -201,6 +216,8 @@ def start_demo(
         card_server.start()
     except BaseException:
         responders.stop()
+        if "tsa" in locals():
+            tsa.stop()
         raise
     if insert:
         card_server.insert(insert)
@@ -216,12 +233,14 @@ def start_demo(
     except BaseException:
         card_server.stop()
         responders.stop()
+        tsa.stop()
         raise
     url = f"http://{host}:{httpd.server_port}"
     # The origin must be exactly what the browser uses: challenges are bound to it.
     os.environ["MOICA_AUTH_ORIGIN"] = url
     os.environ["MOICA_AUTH_COMPONENT_URL"] = card_server.url
     os.environ["MOICA_DEMO_STATE"] = str(state)
+    os.environ["MOICA_DEMO_TSA_URL"] = tsa.url
     os.environ.setdefault("MOICA_DEMO_DB", str(state / "db.sqlite3"))
     if redis_url:
         os.environ["MOICA_AUTH_REDIS_URL"] = redis_url
@@ -244,6 +263,7 @@ def start_demo(
         httpd.server_close()
         card_server.stop()
         responders.stop()
+        tsa.stop()
         raise
     thread = threading.Thread(target=httpd.serve_forever, name="example-site", daemon=True)
     thread.start()
@@ -257,6 +277,7 @@ def start_demo(
         state_dir=state,
         _httpd=httpd,
         _thread=thread,
+        tsa=tsa,
     )
 
 
@@ -271,6 +292,7 @@ def _print_summary(handle: DemoHandle, *, redis_url: str | None) -> None:
     print(f"  site:               {handle.url}/")
     print(f"  virtual HiPKI card: {handle.card_url}  (inserted: {handle.inserted})")
     print(f"  CRL/OCSP responder: {handle.responder_url}")
+    print(f"  time-stamp (TSA):   {handle.tsa.url}")
     print(f"  stores:             {'Redis ' + redis_url if redis_url else 'in-process'}")
     print()
     print("  card         name    gen  form    status     PIN")

@@ -12,6 +12,8 @@ Read from the environment:
   the household office's test key to (default ``example_site/var/state``).
 * ``MOICA_DEMO_DB``: the SQLite file (default ``example_site/var/db.sqlite3``).
 * ``MOICA_DEMO_NOW``: pins the demo clock (see :mod:`example_site.clock`).
+* ``MOICA_DEMO_TSA_URL``: the demo's local time-stamp authority (set by
+  ``example_site.demo``); with it, signed applications carry an RFC 3161 time-stamp.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ INSTALLED_APPS = [
     "example_site.labor_insurance",
     "example_site.exit_restriction",
     "example_site.household",
+    "example_site.land",
 ]
 
 MIDDLEWARE = [
@@ -141,6 +144,15 @@ MOICA_AUTH_REVOCATION = {
     "fetch_on_miss": True,
 }
 MOICA_AUTH_CLOCK = "example_site.clock.now"
+# Signed applications (土地登記線上聲明, 戶籍謄本申請): time-stamped by the demo's local
+# TEST TSA, which example_site.demo starts and announces in MOICA_DEMO_TSA_URL.
+_TSA_URL = os.environ.get("MOICA_DEMO_TSA_URL")
+_TSA_ROOT = STATE_DIR / "tsa-root.pem"
+MOICA_AUTH_SIGNING = (
+    {"TSA_URL": _TSA_URL, "TSA_ANCHORS": [str(_TSA_ROOT)], "REQUIRE_TIMESTAMP": True}
+    if _TSA_URL and _TSA_ROOT.is_file()
+    else {}
+)
 MOICA_AUTH_LOGIN_REDIRECT = "/"
 
 # The household office's document-signing certificate and key (PUBLIC TEST KEY).

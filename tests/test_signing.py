@@ -40,7 +40,7 @@ from moica_auth.signing.request import (
 )
 from moica_auth.signing.timestamp import TsaClient
 from moica_auth.testing.pki import CitizenCard, TestPKI
-from moica_auth.testing.softcard import SoftCard, sign_response
+from moica_auth.testing.softcard import SoftCard, raw_sign_response
 from moica_auth.testing.tsa import TsaIdentities, TsaServer, tsa_identities
 from moica_auth.validation.chain import ValidationPolicy
 from moica_auth.validation.trust import TrustStore
@@ -118,13 +118,13 @@ def card_sign(card: CitizenCard, request: SignatureRequest) -> dict[str, Any]:
         # RAW: the card pads the DigestInfo it is given and signs it, without hashing.
         tbs = base64.b64decode(request.hipki_request()["tbs"])
         assert tbs == digest_info(request.signed_bytes)
-        return sign_response(
-            request.signed_bytes,
+        # RFC 8017 §9.2 note 1: the SHA-256 DigestInfo with NULL parameters, byte for byte.
+        assert tbs[:19] == bytes.fromhex("3031300d060960864801650304020105000420")
+        return raw_sign_response(
+            tbs,
             private_key=card.signing.private_key,
             certificate=card.signing.certificate,
             card_number=card.card_number,
-            signing_time=NOW,
-            signature_type="PKCS1",
         )
     return SoftCard(card, clock=lambda: NOW).sign(request.signed_bytes, signature_type="PKCS7")
 

@@ -1,4 +1,10 @@
-"""電子戶籍謄本: issue signed transcripts (card + ID number); verify them (public)."""
+"""電子戶籍謄本: issue signed transcripts (card + ID number); verify them (public).
+
+Also the signed 「戶籍謄本申請」 (the citizen files the application with the card, signed
+as RAW over the text's DigestInfo), and the public verify page checks either an
+e-transcript or an exported evidence record (``moica-auth-evidence/1``), offline against
+the demo's anchors.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from django.shortcuts import render
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
+from django.views.generic.edit import FormView
 
 from example_site.household.transcripts import (
     MAX_FILE_BYTES,
@@ -22,10 +29,15 @@ from example_site.household.transcripts import (
     sign_transcript,
     verify_transcript,
 )
+from example_site.land.forms import TranscriptApplicationForm
+from example_site.land.views import DemoSignFormMixin
 from moica_auth.conf import app_settings
 from moica_auth.decorators import moica_required
+from moica_auth.exceptions import MoicaAuthError
 from moica_auth.services import load_certificate_setting
 from moica_auth.session import moica_from_request
+from moica_auth.signing.conf import signing_settings
+from moica_auth.signing.evidence import MAX_EVIDENCE_BYTES, verify_evidence
 
 _DEFAULT_ADDRESS = "臺北市中正區範例里1鄰範例路1號"
 _ADDRESSES: dict[str, str] = {
@@ -81,6 +93,16 @@ def transcript(request: HttpRequest) -> HttpResponse:
     return response
 
 
+class TranscriptApplicationView(DemoSignFormMixin, FormView):  # type: ignore[type-arg]
+    """戶籍謄本申請, signed by the applicant with the card (RAW over the DigestInfo)."""
+
+    template_name = "household/apply.html"
+    form_class = TranscriptApplicationForm
+    moica_fields = ("id_number",)
+    signing_service = "戶籍謄本申請"
+    signing_signature_type = "RAW"
+
+
 _REASONS: dict[str, Promise] = {
     "too_large": _("The file is too large."),
     "not_a_transcript": _("This is not an e-transcript file."),
@@ -93,6 +115,7 @@ _REASONS: dict[str, Promise] = {
     ),
     "not_a_document_signer": _("The issuer's certificate may not sign documents."),
     "no_file": _("Choose a file."),
+    "evidence_invalid": _("The evidence record does not verify."),
 }
 
 
@@ -100,7 +123,9 @@ _REASONS: dict[str, Promise] = {
 def verify(request: HttpRequest) -> HttpResponse:
     """Public: upload a transcript file and see whether it is genuine and who issued it."""
     context: dict[str, Any] = {}
-    if request.method == "POST":
+    if request.method == "POST" and "evidence" in request.FILES:
+        context.update(_verify_evidence_upload(request))
+    elif request.method == "POST":
         upload = request.FILES.get("transcript")
         try:
             if upload is None:
@@ -118,3 +143,29 @@ def verify(request: HttpRequest) -> HttpResponse:
             context["check"] = check
     status = 400 if "error_code" in context else 200
     return render(request, "household/verify.html", context, status=status)
+
+
+def _verify_evidence_upload(request: HttpRequest) -> dict[str, Any]:
+    """Check an uploaded evidence record offline, at its own decision time, against the
+    demo's citizen-certificate anchors and its TSA root; bounded in size."""
+    upload = request.FILES["evidence"]
+    if upload.size is None or upload.size > MAX_EVIDENCE_BYTES:
+        return {"error_code": "too_large", "error_message": _REASONS["too_large"]}
+    data = upload.read(MAX_EVIDENCE_BYTES + 1)
+    if len(data) > MAX_EVIDENCE_BYTES:
+        return {"error_code": "too_large", "error_message": _REASONS["too_large"]}
+    try:
+        report = verify_evidence(
+            data,
+            anchors=load_certificate_setting(app_settings.TRUST_ANCHORS),
+            tsa_anchors=signing_settings().tsa_anchors,
+            intermediates=load_certificate_setting(app_settings.INTERMEDIATES),
+            require_timestamp=True,
+        )
+    except MoicaAuthError as exc:
+        return {
+            "error_code": "evidence_invalid",
+            "error_message": _REASONS["evidence_invalid"],
+            "error_field": exc.data.get("field"),
+        }
+    return {"evidence": report}

@@ -32,6 +32,21 @@ SERVICES = (
         _("Card + ID number"),
     ),
     (
+        "land:declaration",
+        _("Online land-registration declaration (signed with the card)"),
+        _("Card"),
+    ),
+    (
+        "household:apply",
+        _("Apply for a household-registration transcript (signed with the card)"),
+        _("Card + ID number"),
+    ),
+    (
+        "land:applications",
+        _("My signed applications"),
+        _("Card"),
+    ),
+    (
         "household:verify",
         _("Verify an e-transcript (public)"),
         _("Anyone"),

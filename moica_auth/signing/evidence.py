@@ -277,6 +277,9 @@ def _load(data: bytes | str | Mapping[str, Any]) -> dict[str, Any]:
         parsed = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _bad("file", "is not JSON") from exc
+    except RecursionError as exc:
+        # "[[[[…" a few thousand deep exhausts the parser's stack: a typed refusal, not a 500.
+        raise _bad("file", "is nested too deeply") from exc
     if not isinstance(parsed, dict):
         raise _bad("file", "is not a JSON object")
     return parsed

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from asn1crypto import algos
+from asn1crypto import algos, core
 
 from moica_auth.exceptions import SigningRequestInvalid
 
@@ -137,7 +137,11 @@ def digest_info(text: bytes) -> bytes:
     """DER DigestInfo(SHA-256, SHA-256(text)) (RFC 8017 §9.2 step 2): HiPKI ``RAW`` tbs."""
     der: bytes = algos.DigestInfo(
         {
-            "digest_algorithm": algos.DigestAlgorithm({"algorithm": "sha256", "parameters": None}),
+            # parameters NULL, as RFC 8017 §9.2 note 1 spells it: a card pads these bytes
+            # as given, and verifiers compare the whole encoding.
+            "digest_algorithm": algos.DigestAlgorithm(
+                {"algorithm": "sha256", "parameters": core.Null()}
+            ),
             "digest": hashlib.sha256(text).digest(),
         }
     ).dump()

@@ -38,6 +38,7 @@ from moica_auth.exceptions import (
     SigningRequestReused,
     SigningRequestUnknown,
 )
+from moica_auth.hipki import client_messages
 from moica_auth.models import SignatureRequest, SignedApplication
 from moica_auth.services import get_services
 from moica_auth.session import moica_from_request
@@ -45,6 +46,7 @@ from moica_auth.signing.conf import signing_settings, tsa_client
 from moica_auth.signing.evidence import verify_signing
 from moica_auth.signing.request import SignatureRequest as RequestText
 from moica_auth.signing.request import build_request, signer_key
+from moica_auth.templatetags.moica_auth import component_url
 
 __all__ = ["SignFormMixin", "finish_signing", "start_signing"]
 
@@ -257,6 +259,8 @@ class SignFormMixin(MoicaRequiredMixin):
             {
                 "signature_request": row,
                 "hipki_request": _as_text(row).hipki_request(),
+                "hipki_messages": client_messages(),
+                "component_url": component_url(),
                 "form": form,
             },
         )

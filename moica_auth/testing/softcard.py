@@ -25,7 +25,7 @@ from asn1crypto import algos, cms, core
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from moica_auth.testing.pki import OID_CARD_NUMBER_ATTRIBUTE, CitizenCard
 
@@ -36,6 +36,7 @@ __all__ = [
     "SoftCard",
     "build_signed_data",
     "hash_for",
+    "raw_sign_response",
     "sign_response",
 ]
 
@@ -332,3 +333,48 @@ class SoftCard:
             pss=pss,
             extra_certificates=extra_certificates,
         )
+
+
+# DER prefixes of DigestInfo (RFC 8017 §9.2 note 1): the only inputs the RAW signer takes.
+_DIGEST_INFO_PREFIXES: dict[bytes, hashes.HashAlgorithm] = {
+    bytes.fromhex("3031300d060960864801650304020105000420"): hashes.SHA256(),
+    bytes.fromhex("3041300d060960864801650304020205000430"): hashes.SHA384(),
+    bytes.fromhex("3051300d060960864801650304020305000440"): hashes.SHA512(),
+}
+
+
+def raw_sign_response(
+    digest_info: bytes,
+    *,
+    private_key: rsa.RSAPrivateKey,
+    certificate: x509.Certificate,
+    card_number: str | None,
+) -> dict[str, Any]:
+    """The HiPKI ``sign`` response of ``signatureType: "RAW"``: the card pads the given
+    DER DigestInfo (PKCS#1 v1.5, type 1) and applies its key without hashing again.
+
+    Only a SHA-256/384/512 DigestInfo is accepted (``ValueError`` otherwise): that is what
+    a portal sends for RAW, and a test card that signed arbitrary bytes would let a test
+    pass for a request no real verifier accepts.
+    """
+    for prefix, algorithm in _DIGEST_INFO_PREFIXES.items():
+        digest = digest_info[len(prefix) :]
+        if digest_info.startswith(prefix) and len(digest) == algorithm.digest_size:
+            signature = private_key.sign(digest, padding.PKCS1v15(), utils.Prehashed(algorithm))
+            break
+    else:
+        raise ValueError("RAW tbs must be a SHA-256/384/512 DigestInfo")
+    response: dict[str, Any] = {
+        "func": "sign",
+        "ret_code": 0,
+        "last_error": 0,
+        "message": "",
+        "signature": base64.b64encode(signature).decode("ascii"),
+        "certb64": base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode(
+            "ascii"
+        ),
+    }
+    if card_number is not None:
+        response["cardSN"] = card_number
+    response["version"] = HIPKI_VERSION
+    return response

@@ -76,7 +76,7 @@ from moica_auth.testing.httpserver import (
     shut_down,
 )
 from moica_auth.testing.pki import CertifiedKey, CitizenCard
-from moica_auth.testing.softcard import HIPKI_VERSION, hash_for, sign_response
+from moica_auth.testing.softcard import HIPKI_VERSION, hash_for, raw_sign_response, sign_response
 
 __all__ = [
     "DEFAULT_PORT",
@@ -554,6 +554,17 @@ class VirtualCardServer(StartStopContext):
             return _answer(func, RET_CERT_NOT_YET_VALID, 0, "certificate not yet valid")
         if now > cert.not_valid_after_utc:
             return _answer(func, RET_CERT_EXPIRED, 0, "certificate expired")
+        if parsed.signature_type == "RAW":
+            # RAW: the tbs is a DigestInfo the card pads and signs (signing-phase 2).
+            try:
+                return raw_sign_response(
+                    parsed.tbs,
+                    private_key=card.signing.private_key,
+                    certificate=cert,
+                    card_number=card.card_number if parsed.with_card_sn else None,
+                )
+            except ValueError as exc:
+                return _answer(func, RET_BAD_REQUEST, 0, str(exc))
         response = sign_response(
             parsed.tbs,
             private_key=card.signing.private_key,
@@ -603,8 +614,8 @@ def _parse_sign_request(request: dict[str, Any]) -> _SignRequest:
     else:
         raise ValueError("tbsEncoding must be NONE or base64")
     signature_type = str(request.get("signatureType") or "PKCS7").upper()
-    if signature_type not in ("PKCS7", "PKCS1"):
-        raise ValueError("signatureType must be PKCS7 or PKCS1")
+    if signature_type not in ("PKCS7", "PKCS1", "RAW"):
+        raise ValueError("signatureType must be PKCS7, PKCS1 or RAW")
     hash_algorithm = str(request.get("hashAlgorithm") or "SHA256")
     hash_for(hash_algorithm)  # raises ValueError for an unknown name
     nonce_value = request.get("nonce")

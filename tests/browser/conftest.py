@@ -63,6 +63,8 @@ class Demo:
     responder_url: str
     cards: dict[str, dict[str, Any]]
     process: subprocess.Popen[str]
+    #: The demo's state folder: its anchors, intermediates and TSA root as PEM files.
+    state_dir: Path | None = None
 
     def insert(self, slug: str) -> None:
         """Put a demo card in the virtual reader (its HTTP test control)."""
@@ -143,6 +145,7 @@ def run_demo(state: Path, *extra_args: str) -> Iterator[Demo]:
             responder_url=info["responder_url"],
             cards={c["slug"]: c for c in info["cards"]},
             process=process,
+            state_dir=state,
         )
     finally:
         process.terminate()

@@ -317,7 +317,9 @@ def test_home_page_lists_services_and_cards_and_switches_the_card(
 ) -> None:
     demo.insert("g3-card")
     page.goto("/")
-    assert page.locator("#services a").count() == 4
+    assert page.locator("#services a").count() == 7
+    for path in ("/land/", "/household/apply/", "/land/applications/"):
+        assert page.locator(f"#services a[href='{path}']").count() == 1
     for slug, card in demo.cards.items():
         row = page.locator(f"tr[data-card='{slug}']")
         assert card["pin"] in row.inner_text()

@@ -3,6 +3,8 @@
 The relying party's and the service's certificates are self-signed test certificates
 valid 2025–2030; the clock is pinned to :data:`AT` on both sides. The registry holds
 made-up people: every ID number here is synthetic (valid check digit, nobody's number).
+Fixtures ``confirmation_server`` (healed for each test) and ``confirmation_client``;
+``tests/conftest.py`` registers this module as a plugin.
 """
 
 from __future__ import annotations
@@ -89,8 +91,8 @@ def stranger_fixture() -> Party:
     return Party("moica-auth unregistered party")
 
 
-@pytest.fixture(name="confirmation_server", scope="module")
-def confirmation_server_fixture(rp: Party, service: Party) -> Iterator[ConfirmationServer]:
+@pytest.fixture(name="confirmation_server_module", scope="module")
+def confirmation_server_module_fixture(rp: Party, service: Party) -> Iterator[ConfirmationServer]:
     with ConfirmationServer(
         service_cert=service.cert,
         service_key=service.key,
@@ -101,17 +103,26 @@ def confirmation_server_fixture(rp: Party, service: Party) -> Iterator[Confirmat
         yield server
 
 
-@pytest.fixture(name="server")
-def server_fixture(confirmation_server: ConfirmationServer) -> Iterator[ConfirmationServer]:
+@pytest.fixture(name="confirmation_server")
+def confirmation_server_fixture(
+    confirmation_server_module: ConfirmationServer,
+) -> Iterator[ConfirmationServer]:
     """The module's server, with faults and the request log cleared for each test."""
-    confirmation_server.faults.clear()
-    confirmation_server.received.clear()
-    yield confirmation_server
-    confirmation_server.faults.clear()
+    server = confirmation_server_module
+    server.faults.clear()
+    server.received.clear()
+    yield server
+    server.faults.clear()
 
 
-@pytest.fixture(name="client")
-def client_fixture(server: ConfirmationServer, rp: Party, service: Party) -> ConfirmationClient:
+@pytest.fixture(name="confirmation_client")
+def confirmation_client_fixture(
+    confirmation_server: ConfirmationServer, rp: Party, service: Party
+) -> ConfirmationClient:
     return ConfirmationClient(
-        server.url, client_cert=rp.cert, client_key=rp.key, service_cert=service.cert, timeout=5
+        confirmation_server.url,
+        client_cert=rp.cert,
+        client_key=rp.key,
+        service_cert=service.cert,
+        timeout=5,
     )

@@ -4,11 +4,12 @@
   person, new card), ``alice_expired``;
 * ``moica_settings``: settings for the app on the test PKI (origin http://testserver,
   anchors as PEM text, revocation off unless a test turns it on, pinned clock, the
-  registry verifier below), with stores cleared; parametrise with ``store_kind``;
+  registry verifier below), with stores cleared, on the store ``store_kind`` names
+  (``tests/conftest.py``: in-process and a real Redis);
 * ``clock``: the pinned clock the app reads (``MOICA_AUTH_CLOCK``); tests advance it;
 * :func:`login_with_card`: session → challenge → SoftCard signature → login.
 
-Import the fixtures by name into a test module.
+``tests/conftest.py`` registers this module as a plugin: tests just name the fixtures.
 """
 
 from __future__ import annotations
@@ -110,11 +111,6 @@ def clock_fixture() -> Iterator[PinnedClock]:
     CLOCK.now = START
     yield CLOCK
     CLOCK.now = START
-
-
-@pytest.fixture(name="store_kind", params=["memory"])
-def store_kind_fixture(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 @pytest.fixture(name="moica_settings")
@@ -242,5 +238,4 @@ __all__ = [
     "pki_fixture",
     "post_login",
     "sign_challenge",
-    "store_kind_fixture",
 ]

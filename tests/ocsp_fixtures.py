@@ -3,7 +3,8 @@
 One real :class:`ResponderServer` on 127.0.0.1 per session, and a :class:`TestPKI` whose
 certificates point at it (the PKI's keys are deterministic and cached on disk, so a PKI
 built per session costs only certificate signing). The responder clock is pinned to
-``NOW``; each test gets the server back healed (no faults, no statuses, no hits).
+``NOW``; each test gets the server (fixture ``ocsp_server``) back healed (no faults, no
+statuses, no hits). ``tests/conftest.py`` registers this module as a plugin.
 """
 
 from __future__ import annotations
@@ -58,8 +59,8 @@ def ocsp_pki_fixture(_session_server: ResponderServer) -> TestPKI:
     return pki
 
 
-@pytest.fixture(name="server")
-def server_fixture(
+@pytest.fixture(name="ocsp_server")
+def ocsp_server_fixture(
     _session_server: ResponderServer, ocsp_pki: TestPKI, responder_clock: Clock
 ) -> Iterator[ResponderServer]:
     yield _session_server

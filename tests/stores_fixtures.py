@@ -7,9 +7,8 @@
 * ``redis_server_with``: start a dedicated redis-server with extra arguments (to stop it
   mid-test, or to simulate an old server without GETDEL).
 
-Import the fixtures by name into a test module (pytest finds fixtures in the module
-namespace): ``from tests.stores_fixtures import store_fixture, store_case_fixture``; they register
-under the names ``store`` and ``store_case``.
+``tests/conftest.py`` registers this module as a plugin: tests just name ``store`` or
+``store_case``.
 """
 
 from __future__ import annotations

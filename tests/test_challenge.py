@@ -23,12 +23,10 @@ from moica_auth.challenge import (
 )
 from moica_auth.exceptions import MoicaAuthError
 from moica_auth.stores import MemoryStore, RedisStore
-from tests.stores_fixtures import (  # noqa: F401  (pytest finds fixtures in the module)
+from tests.stores_fixtures import (
     StoreCase,
     closed_port_url,
     redis_server_with,
-    store_case_fixture,
-    store_fixture,
 )
 
 ORIGIN = "https://portal.example.gov.tw"

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils.translation import override
 
 from moica_auth.hipki import CLIENT_ERRORS, LAST_ERRORS, RET_CODES, client_messages, describe
 
@@ -92,10 +93,35 @@ def test_every_component_code_maps_like_the_server_catalogue(tmp_path: Path) -> 
         assert got["code"] == f"0x{answer['ret_code']:X}"
 
 
-def test_unknown_codes_are_unknown(tmp_path: Path) -> None:
-    out = run_client(tmp_path, answers=[{"ret_code": 0x7600000D}, {}])
-    assert [a["key"] for a in out["answers"]] == ["unknown", "unknown"]
-    assert out["answers"][0]["message"] == str(CLIENT_ERRORS["unknown"].message)
+def test_unknown_codes_are_unknown_and_show_their_hex_value(tmp_path: Path) -> None:
+    out = run_client(tmp_path, answers=[{"ret_code": 0x76990001}, {}, {"ret_code": 0}])
+    assert [a["key"] for a in out["answers"]] == ["unknown", "unknown", "unknown"]
+    assert out["answers"][0]["message"] == str(describe(0x76990001).message)
+    assert "0x76990001" in out["answers"][0]["message"]
+    assert out["answers"][1]["message"] == str(CLIENT_ERRORS["unknown"].message)
+
+
+def test_negative_int_codes_map_like_their_unsigned_form(tmp_path: Path) -> None:
+    answers = [
+        {"ret_code": 0x76100006 - (1 << 32), "last_error": -2147483646},
+        {"ret_code": str(0x83000102 - (1 << 32))},
+    ]
+    out = run_client(tmp_path, answers=answers)
+    assert out["answers"][0]["key"] == "wrong_pin"
+    assert out["answers"][0]["triesLeft"] == 2
+    assert out["answers"][1]["key"] == "wrong_card_moeaca"
+    assert out["answers"][1]["code"] == "0x83000102"
+
+
+def test_the_built_in_table_is_the_english_catalogue(tmp_path: Path) -> None:
+    """A page that passes no catalogue gets the generated English table: same keys and
+    messages as the server's, for every code."""
+    answers: list[dict[str, Any]] = [{"ret_code": code} for code in RET_CODES]
+    out = run_client(tmp_path, answers=answers, messages=None)
+    with override(None):
+        for answer, got in zip(answers, out["answers"], strict=True):
+            expected = describe(answer["ret_code"])
+            assert (got["key"], got["message"]) == (expected.key, str(expected.message))
 
 
 def test_site_not_trusted_links_to_add_domain_with_the_host_name(tmp_path: Path) -> None:
@@ -106,8 +132,11 @@ def test_site_not_trusted_links_to_add_domain_with_the_host_name(tmp_path: Path)
 
 
 def test_codes_arrive_as_numbers_or_strings(tmp_path: Path) -> None:
-    out = run_client(tmp_path, hex=[0x76000006, "0x7600000f", "1979711494", -2147483646, None])
-    assert out["hex"] == ["76000006", "7600000F", "76000006", "80000002", None]
+    out = run_client(
+        tmp_path,
+        hex=[0x76000006, "0x7600000f", "1979711494", -2147483646, None, 1 << 32, -(1 << 31) - 1],
+    )
+    assert out["hex"] == ["76000006", "7600000F", "76000006", "80000002", None, None, None]
 
 
 def test_pin_is_checked_before_any_popup(tmp_path: Path) -> None:

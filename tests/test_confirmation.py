@@ -23,7 +23,7 @@ from moica_auth.identity.confirmation import (
     sign_document,
 )
 from moica_auth.identity.id_number import parse_id_number
-from tests.confirmation_fixtures import (  # noqa: F401  (pytest finds fixtures in the module)
+from tests.confirmation_fixtures import (
     AT,
     BIRTH_MATCH,
     ID_EXPIRED,
@@ -38,13 +38,7 @@ from tests.confirmation_fixtures import (  # noqa: F401  (pytest finds fixtures 
     SERIAL_OTHER,
     SERIAL_REVOKED,
     SERIAL_UNKNOWN,
-    client_fixture,
-    confirmation_server_fixture,
     make_id,
-    rp_fixture,
-    server_fixture,
-    service_fixture,
-    stranger_fixture,
 )
 
 DS = "{http://www.w3.org/2000/09/xmldsig#}"
@@ -67,7 +61,7 @@ def expect_unverified(call, *args, **kwargs):
 # --- every result code -------------------------------------------------------------------
 
 
-def test_maps_every_result_code_in_one_request(client, server):
+def test_maps_every_result_code_in_one_request(confirmation_client, confirmation_server):
     records = [
         record(SERIAL_MATCH, ID_MATCH, BIRTH_MATCH),
         record(SERIAL_MATCH, ID_MATCH),  # birth date is optional
@@ -78,7 +72,7 @@ def test_maps_every_result_code_in_one_request(client, server):
         record(SERIAL_EXPIRED, ID_EXPIRED),
         record(SERIAL_REVOKED, ID_REVOKED),
     ]
-    results = client.confirm(records, at=AT)
+    results = confirmation_client.confirm(records, at=AT)
     assert [r.status for r in results] == [
         ConfirmationStatus.MATCH,
         ConfirmationStatus.MATCH,
@@ -93,10 +87,10 @@ def test_maps_every_result_code_in_one_request(client, server):
     assert [r.matched for r in results] == [True, True] + [False] * 6
 
 
-def test_sends_serial_full_id_and_gregorian_birth_date(client, server):
-    client.confirm_one(record(SERIAL_MATCH, ID_MATCH, BIRTH_MATCH), at=AT)
-    client.confirm_one(record(SERIAL_OTHER, ID_OTHER_CARD), at=AT)
-    first, second = (batch[0] for batch in server.received)
+def test_sends_serial_full_id_and_gregorian_birth_date(confirmation_client, confirmation_server):
+    confirmation_client.confirm_one(record(SERIAL_MATCH, ID_MATCH, BIRTH_MATCH), at=AT)
+    confirmation_client.confirm_one(record(SERIAL_OTHER, ID_OTHER_CARD), at=AT)
+    first, second = (batch[0] for batch in confirmation_server.received)
     assert (first.card_serial, first.id_number, first.birth_date) == (
         SERIAL_MATCH,
         ID_MATCH,
@@ -105,12 +99,14 @@ def test_sends_serial_full_id_and_gregorian_birth_date(client, server):
     assert second.birth_date is None
 
 
-def test_request_is_an_enveloped_signature_with_client_id_and_nonce(client, server, rp):
-    client.confirm_one(record(SERIAL_MATCH, ID_MATCH), at=AT)
-    root = etree.fromstring(server.last_request)
+def test_request_is_an_enveloped_signature_with_client_id_and_nonce(
+    confirmation_client, confirmation_server, rp
+):
+    confirmation_client.confirm_one(record(SERIAL_MATCH, ID_MATCH), at=AT)
+    root = etree.fromstring(confirmation_server.last_request)
     assert root.tag == REQUEST_TAG
-    assert root.findtext(f"{NS}ClientID") == client_id_for(rp.cert) == client.client_id
-    assert len(client.client_id) == 40
+    assert root.findtext(f"{NS}ClientID") == client_id_for(rp.cert) == confirmation_client.client_id
+    assert len(confirmation_client.client_id) == 40
     assert len(root.findtext(f"{NS}Nonce")) >= 32
     signature = root.find(f"{DS}Signature")
     assert signature is not None
@@ -119,19 +115,19 @@ def test_request_is_an_enveloped_signature_with_client_id_and_nonce(client, serv
     assert method == "http://www.w3.org/2001/10/xml-exc-c14n#"
 
 
-def test_each_request_has_a_fresh_nonce(client, server):
+def test_each_request_has_a_fresh_nonce(confirmation_client, confirmation_server):
     nonces = set()
     for _ in range(3):
-        client.confirm_one(record(SERIAL_MATCH, ID_MATCH), at=AT)
-        nonces.add(etree.fromstring(server.last_request).findtext(f"{NS}Nonce"))
+        confirmation_client.confirm_one(record(SERIAL_MATCH, ID_MATCH), at=AT)
+        nonces.add(etree.fromstring(confirmation_server.last_request).findtext(f"{NS}Nonce"))
     assert len(nonces) == 3
 
 
-def test_a_full_batch_of_1000_records(client, server):
+def test_a_full_batch_of_1000_records(confirmation_client, confirmation_server):
     records = [record(SERIAL_MATCH, ID_MATCH)] * (MAX_RECORDS - 1) + [
         record(SERIAL_UNKNOWN, ID_UNKNOWN)
     ]
-    results = client.confirm(records, at=AT)
+    results = confirmation_client.confirm(records, at=AT)
     assert len(results) == MAX_RECORDS
     assert results[0].matched
     assert results[-1].status is ConfirmationStatus.NO_CERTIFICATE
@@ -144,79 +140,96 @@ def test_a_full_batch_of_1000_records(client, server):
     "fault",
     ["http500", "bad_signature", "wrong_signer", "unsigned", "wrong_nonce", "missing_result"],
 )
-def test_faulty_answers_fail_closed(client, server, fault):
-    server.faults.add(fault)
-    expect_unverified(client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
+def test_faulty_answers_fail_closed(confirmation_client, confirmation_server, fault):
+    confirmation_server.faults.add(fault)
+    expect_unverified(confirmation_client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
 
 
-def test_server_error_code_fails_closed_with_the_code(client, server):
-    server.faults.add("server_error")
-    error = expect_unverified(client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
+def test_server_error_code_fails_closed_with_the_code(confirmation_client, confirmation_server):
+    confirmation_server.faults.add("server_error")
+    error = expect_unverified(
+        confirmation_client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT
+    )
     assert error.data["server_code"] == 1001
 
 
-def test_http500_keeps_the_status(client, server):
-    server.faults.add("http500")
-    error = expect_unverified(client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
+def test_http500_keeps_the_status(confirmation_client, confirmation_server):
+    confirmation_server.faults.add("http500")
+    error = expect_unverified(
+        confirmation_client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT
+    )
     assert error.data["http_status"] == 500
 
 
-def test_unregistered_client_is_refused_by_the_service(server, stranger, service):
-    client = ConfirmationClient(
-        server.url, client_cert=stranger.cert, client_key=stranger.key, service_cert=service.cert
+def test_unregistered_client_is_refused_by_the_service(confirmation_server, stranger, service):
+    confirmation_client = ConfirmationClient(
+        confirmation_server.url,
+        client_cert=stranger.cert,
+        client_key=stranger.key,
+        service_cert=service.cert,
     )
-    error = expect_unverified(client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
+    error = expect_unverified(
+        confirmation_client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT
+    )
     assert error.data["server_code"] == 1003
-    assert server.received == []
+    assert confirmation_server.received == []
 
 
-def test_tampered_request_is_refused_by_the_service(client, server):
+def test_tampered_request_is_refused_by_the_service(confirmation_client, confirmation_server):
     nonce = "bm9uY2Utbm9uY2Utbm9uY2U="
     records = [record(SERIAL_MATCH, ID_MATCH)]
-    body = client.build_request(records, nonce=nonce)
+    body = confirmation_client.build_request(records, nonce=nonce)
     tampered = body.replace(ID_MATCH.encode(), ID_OTHER_CARD.encode())
-    answer = requests.post(server.url, data=tampered, timeout=5)
-    error = expect_unverified(client.parse_response, answer.content, nonce=nonce, records=records)
-    assert error.data["server_code"] == 1002
-    assert server.received == []
-
-
-def test_response_from_a_service_certificate_we_do_not_pin(server, rp, stranger):
-    client = ConfirmationClient(
-        server.url, client_cert=rp.cert, client_key=rp.key, service_cert=stranger.cert
+    answer = requests.post(confirmation_server.url, data=tampered, timeout=5)
+    error = expect_unverified(
+        confirmation_client.parse_response, answer.content, nonce=nonce, records=records
     )
-    expect_unverified(client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
+    assert error.data["server_code"] == 1002
+    assert confirmation_server.received == []
 
 
-def test_service_certificate_must_be_valid_at_the_pinned_time(client, server):
+def test_response_from_a_service_certificate_we_do_not_pin(confirmation_server, rp, stranger):
+    confirmation_client = ConfirmationClient(
+        confirmation_server.url, client_cert=rp.cert, client_key=rp.key, service_cert=stranger.cert
+    )
+    expect_unverified(confirmation_client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
+
+
+def test_service_certificate_must_be_valid_at_the_pinned_time(
+    confirmation_client, confirmation_server
+):
     expect_unverified(
-        client.confirm_one,
+        confirmation_client.confirm_one,
         record(SERIAL_MATCH, ID_MATCH),
         at=datetime(2031, 1, 1, tzinfo=UTC),
     )
 
 
-def test_a_signed_document_of_another_kind_is_not_a_response(client, service):
+def test_a_signed_document_of_another_kind_is_not_a_response(confirmation_client, service):
     records = [record(SERIAL_MATCH, ID_MATCH)]
     other = etree.Element(f"{NS}IdConfirmationRequest", nsmap={None: NAMESPACE})
     etree.SubElement(other, f"{NS}Nonce").text = "abc"
     body = sign_document(other, key=service.key, cert=service.cert)
-    expect_unverified(client.parse_response, body, nonce="abc", records=records, at=AT)
+    expect_unverified(confirmation_client.parse_response, body, nonce="abc", records=records, at=AT)
 
 
-def test_response_with_a_dtd_is_refused(client):
+def test_response_with_a_dtd_is_refused(confirmation_client):
     body = (
         b'<?xml version="1.0"?><!DOCTYPE r [<!ENTITY x "y">]>'
         b'<IdConfirmationResponse xmlns="' + NAMESPACE.encode() + b'">&x;</IdConfirmationResponse>'
     )
     expect_unverified(
-        client.parse_response, body, nonce="n", records=[record(SERIAL_MATCH, ID_MATCH)], at=AT
+        confirmation_client.parse_response,
+        body,
+        nonce="n",
+        records=[record(SERIAL_MATCH, ID_MATCH)],
+        at=AT,
     )
 
 
-def test_garbage_response_is_refused(client):
+def test_garbage_response_is_refused(confirmation_client):
     expect_unverified(
-        client.parse_response,
+        confirmation_client.parse_response,
         b"not xml",
         nonce="n",
         records=[record(SERIAL_MATCH, ID_MATCH)],
@@ -228,32 +241,32 @@ def test_unreachable_service_fails_closed(rp, service):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    client = ConfirmationClient(
+    confirmation_client = ConfirmationClient(
         f"http://127.0.0.1:{port}/confirm",
         client_cert=rp.cert,
         client_key=rp.key,
         service_cert=service.cert,
         timeout=2,
     )
-    expect_unverified(client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
+    expect_unverified(confirmation_client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
 
 
 # --- input validation ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("count", [0, MAX_RECORDS + 1])
-def test_record_count_is_bounded(client, server, count):
+def test_record_count_is_bounded(confirmation_client, confirmation_server, count):
     with pytest.raises(MalformedRequest) as info:
-        client.confirm([record(SERIAL_MATCH, ID_MATCH)] * count, at=AT)
+        confirmation_client.confirm([record(SERIAL_MATCH, ID_MATCH)] * count, at=AT)
     assert info.value.code == "malformed_request"
-    assert server.received == []
+    assert confirmation_server.received == []
 
 
-def test_records_must_be_records(client):
+def test_records_must_be_records(confirmation_client):
     with pytest.raises(MalformedRequest):
-        client.confirm(record(SERIAL_MATCH, ID_MATCH), at=AT)
+        confirmation_client.confirm(record(SERIAL_MATCH, ID_MATCH), at=AT)
     with pytest.raises(MalformedRequest):
-        client.confirm([(SERIAL_MATCH, ID_MATCH)], at=AT)
+        confirmation_client.confirm([(SERIAL_MATCH, ID_MATCH)], at=AT)
 
 
 @pytest.mark.parametrize(
@@ -310,12 +323,14 @@ def test_records_and_results_print_masked():
     assert "A*****6789" in repr(item)
 
 
-def test_nothing_logged_contains_an_id_number(client, server, caplog):
+def test_nothing_logged_contains_an_id_number(confirmation_client, confirmation_server, caplog):
     other = make_id("G10000000")
     with caplog.at_level(logging.DEBUG):
-        client.confirm([record(SERIAL_MATCH, ID_MATCH), record(SERIAL_UNKNOWN, other)], at=AT)
-        server.faults.add("bad_signature")
-        expect_unverified(client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
+        confirmation_client.confirm(
+            [record(SERIAL_MATCH, ID_MATCH), record(SERIAL_UNKNOWN, other)], at=AT
+        )
+        confirmation_server.faults.add("bad_signature")
+        expect_unverified(confirmation_client.confirm_one, record(SERIAL_MATCH, ID_MATCH), at=AT)
     assert caplog.records  # the client does log, just not personal data
     for number in (ID_MATCH, other, ID_MATCH[1:]):
         assert number not in caplog.text
@@ -347,23 +362,29 @@ def pem_files(tmp_path, rp, service, password=None):
     return {name: str(path) for name, path in paths.items()}
 
 
-def test_client_from_config_reads_files_and_works(tmp_path, server, rp, service):
-    config = {"url": server.url, "timeout": 3, **pem_files(tmp_path, rp, service, b"secret")}
+def test_client_from_config_reads_files_and_works(tmp_path, confirmation_server, rp, service):
+    config = {
+        "url": confirmation_server.url,
+        "timeout": 3,
+        **pem_files(tmp_path, rp, service, b"secret"),
+    }
     config["client_key_password"] = "secret"
-    client = client_from_config(config)
-    assert client.client_id == client_id_for(rp.cert)
-    assert client.timeout == 3.0
-    assert client.confirm_one(record(SERIAL_MATCH, ID_MATCH), at=AT).matched
+    confirmation_client = client_from_config(config)
+    assert confirmation_client.client_id == client_id_for(rp.cert)
+    assert confirmation_client.timeout == 3.0
+    assert confirmation_client.confirm_one(record(SERIAL_MATCH, ID_MATCH), at=AT).matched
 
 
-def test_confirmation_verifier_builds_its_client_from_settings(tmp_path, server, rp, service):
+def test_confirmation_verifier_builds_its_client_from_settings(
+    tmp_path, confirmation_server, rp, service
+):
     from moica_auth.identity.verifiers import load_verifiers
 
-    config = {"url": server.url, **pem_files(tmp_path, rp, service)}
+    config = {"url": confirmation_server.url, **pem_files(tmp_path, rp, service)}
     (verifier,) = load_verifiers(
         ["moica_auth.identity.verifiers.MoicaConfirmationVerifier"], confirmation=config
     )
-    assert verifier.client.url == server.url
+    assert verifier.client.url == confirmation_server.url
 
 
 @pytest.mark.parametrize(

@@ -32,14 +32,9 @@ from moica_auth.audit import prune
 from moica_auth.models import LoginAttempt, TrustAnchor
 from moica_auth.testing.pki import FIXED_TIME
 from moica_auth.validation.trust import OFFICIAL_CA_FINGERPRINTS, OFFICIAL_CA_URLS
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     assert_refused,
-    cards_fixture,
-    clock_fixture,
     login_with_card,
-    moica_settings_fixture,
-    pki_fixture,
-    store_kind_fixture,
 )
 
 pytestmark = pytest.mark.django_db

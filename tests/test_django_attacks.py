@@ -21,18 +21,14 @@ from django.test import AsyncClient, Client
 from moica_auth.identity.id_number import checksum_digit
 from moica_auth.models import CitizenIdentity, LoginAttempt
 from moica_auth.signals import moica_login_failed, moica_login_succeeded
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     ALICE_ID,
     BOB_ID,
     assert_refused,
-    cards_fixture,
-    clock_fixture,
     csrf_header,
     get_challenge,
     login_body,
     login_with_card,
-    moica_settings_fixture,
-    pki_fixture,
     post_login,
     sign_challenge,
 )
@@ -40,11 +36,6 @@ from tests.django_fixtures import (  # noqa: F401 - fixtures
 pytestmark = pytest.mark.django_db
 
 DEFAULT_REDIRECT = "/accounts/profile/"
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store_kind(request):
-    return request.param
 
 
 def logged_in(client: Client) -> bool:

@@ -18,22 +18,15 @@ from moica_auth.exceptions import ConfigurationError
 from moica_auth.models import CitizenIdentity
 from moica_auth.services import get_services
 from moica_auth.testing.confirmation_server import ConfirmationServer
-from tests.confirmation_fixtures import (  # noqa: F401 - fixtures
+from tests.confirmation_fixtures import (
     AT,
     Party,
-    rp_fixture,
-    service_fixture,
 )
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     ALICE_BIRTH,
     ALICE_ID,
     assert_refused,
-    cards_fixture,
-    clock_fixture,
     login_with_card,
-    moica_settings_fixture,
-    pki_fixture,
-    store_kind_fixture,
 )
 
 pytestmark = pytest.mark.django_db

@@ -15,27 +15,17 @@ from django.db import connection
 from django.test import Client
 
 from moica_auth.models import CitizenIdentity, LoginAttempt
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     ALICE_ID,
     assert_refused,
-    cards_fixture,
-    clock_fixture,
-    csrf_header,
     get_challenge,
     login_body,
     login_with_card,
-    moica_settings_fixture,
-    pki_fixture,
     post_login,
     sign_challenge,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store_kind(request):
-    return request.param
 
 
 def test_birth_date_guesses_lock_the_certificate(moica_settings, cards, clock):

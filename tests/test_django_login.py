@@ -15,28 +15,18 @@ from moica_auth.certificate import CitizenCertificate
 from moica_auth.exceptions import FieldRequired
 from moica_auth.models import CitizenIdentity, LoginAttempt
 from moica_auth.signals import moica_login_failed, moica_login_succeeded
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     ALICE_ID,
     BOB_ID,
     assert_refused,
-    cards_fixture,
-    clock_fixture,
     get_challenge,
     login_body,
     login_with_card,
-    moica_settings_fixture,
-    pki_fixture,
     post_login,
     sign_challenge,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store_kind(request):
-    """The key tests run on the in-process store and on a real Redis."""
-    return request.param
 
 
 @pytest.mark.parametrize("signature_type", ["PKCS7", "PKCS1"])

@@ -20,25 +20,14 @@ from moica_auth.models import LoginAttempt
 from moica_auth.revocation.types import RevocationResult
 from moica_auth.services import get_services
 from moica_auth.testing.responders import ResponderServer
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     ALICE_ID,
     app_clock,
     assert_refused,
-    cards_fixture,
-    clock_fixture,
     login_with_card,
-    moica_settings_fixture,
-    pki_fixture,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store_kind(request):
-    """Re-checks run with the in-process stores and with a real Redis (the OCSP cache
-    and the CRL index then live in Redis)."""
-    return request.param
 
 
 @pytest.fixture(scope="module")

@@ -11,29 +11,19 @@ from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
 from django.test import Client
 
 from moica_auth.models import LoginAttempt
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     ALICE_ID,
     BOB_ID,
     assert_refused,
-    cards_fixture,
-    clock_fixture,
     get_challenge,
     login_body,
     login_with_card,
-    moica_settings_fixture,
     pem_text,
-    pki_fixture,
     post_login,
     sign_challenge,
 )
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
-def store_kind(request):
-    """The key tests run on the in-process store and on a real Redis."""
-    return request.param
 
 
 def not_logged_in(client: Client) -> None:

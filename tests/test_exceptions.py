@@ -19,9 +19,53 @@ def test_every_error_has_its_own_zh_hant_message(code: str, cls: type[MoicaAuthE
     assert 400 <= error.http_status < 600
 
 
+def _error_classes() -> list[type[MoicaAuthError]]:
+    """Every class of the hierarchy, walked directly (``error_codes()`` keys a dict by
+    code, so it would hide a second class with the same code)."""
+    found: list[type[MoicaAuthError]] = []
+    pending: list[type[MoicaAuthError]] = [MoicaAuthError]
+    while pending:
+        cls = pending.pop()
+        if cls not in found and cls.__module__.startswith("moica_auth"):
+            found.append(cls)
+            pending.extend(cls.__subclasses__())
+    return found
+
+
+def reused_codes(classes: list[type[Exception]]) -> dict[str, list[str]]:
+    """The codes that more than one class *declares* (a subclass that only inherits its
+    parent's code declares none)."""
+    owners: dict[str, list[str]] = {}
+    for cls in classes:
+        code = vars(cls).get("code")
+        if code is not None:
+            owners.setdefault(code, []).append(cls.__qualname__)
+    return {code: names for code, names in owners.items() if len(names) > 1}
+
+
 def test_codes_are_unique_per_class() -> None:
-    classes = list(error_codes().values())
-    assert len({cls.code for cls in classes}) == len(classes)
+    classes = _error_classes()
+    assert len(classes) > 20  # the walk really saw the hierarchy
+    assert reused_codes(list(classes)) == {}
+    # Every class is reachable by its code: none hides behind another with the same code.
+    declared = [cls for cls in classes if "code" in vars(cls)]
+    assert sorted(error_codes().values(), key=id) == sorted(declared, key=id)
+
+
+def test_reused_code_is_caught() -> None:
+    # The check above must be able to fail: two unrelated classes declaring one code.
+    class First(Exception):
+        code = "twice"
+
+    class Second(Exception):
+        code = "twice"
+
+    class Inherits(First):
+        pass
+
+    assert reused_codes([First, Second, Inherits]) == {
+        "twice": [First.__qualname__, Second.__qualname__]
+    }
 
 
 def test_refusal_json_carries_data_but_never_the_detail() -> None:

@@ -21,12 +21,11 @@ from moica_auth.identity.verifiers import (
     CertificateLast4Verifier,
     MoicaConfirmationVerifier,
     PersonalData,
-    PersonalDataVerifier,
     RegistryVerifier,
     load_verifiers,
     verify_personal_data,
 )
-from tests.confirmation_fixtures import (  # noqa: F401  (pytest finds fixtures in the module)
+from tests.confirmation_fixtures import (
     AT,
     BIRTH_MATCH,
     ID_EXPIRED,
@@ -41,12 +40,6 @@ from tests.confirmation_fixtures import (  # noqa: F401  (pytest finds fixtures 
     SERIAL_OTHER,
     SERIAL_REVOKED,
     SERIAL_UNKNOWN,
-    client_fixture,
-    confirmation_server_fixture,
-    rp_fixture,
-    server_fixture,
-    service_fixture,
-    stranger_fixture,
 )
 
 THIS = "tests.test_identity_verifiers"
@@ -211,14 +204,17 @@ class PinnedClock:
         return self.client.confirm_one(record, at=AT)
 
 
-def moica(client):
-    return MoicaConfirmationVerifier(confirmation_client=PinnedClock(client))
+def moica(confirmation_client):
+    return MoicaConfirmationVerifier(confirmation_client=PinnedClock(confirmation_client))
 
 
-def test_confirmation_verifier_confirms_both_fields(client, server):
+def test_confirmation_verifier_confirms_both_fields(confirmation_client, confirmation_server):
     data = PersonalData(id_number=NUMBER, birth_date=BIRTH_MATCH)
-    assert moica(client).verify(citizen=CITIZEN, data=data) == {"id_number", "birth_date"}
-    (sent,) = server.received[-1]
+    assert moica(confirmation_client).verify(citizen=CITIZEN, data=data) == {
+        "id_number",
+        "birth_date",
+    }
+    (sent,) = confirmation_server.received[-1]
     assert (sent.card_serial, sent.id_number, sent.birth_date) == (
         SERIAL_MATCH,
         ID_MATCH,
@@ -226,10 +222,10 @@ def test_confirmation_verifier_confirms_both_fields(client, server):
     )
 
 
-def test_confirmation_verifier_number_only(client, server):
-    assert moica(client).verify(citizen=CITIZEN, data=PersonalData(id_number=NUMBER)) == {
-        "id_number"
-    }
+def test_confirmation_verifier_number_only(confirmation_client, confirmation_server):
+    assert moica(confirmation_client).verify(
+        citizen=CITIZEN, data=PersonalData(id_number=NUMBER)
+    ) == {"id_number"}
 
 
 @pytest.mark.parametrize(
@@ -244,50 +240,56 @@ def test_confirmation_verifier_number_only(client, server):
     ],
 )
 def test_confirmation_verifier_maps_each_refusal(
-    client, server, serial, number, birth, error, code
+    confirmation_client, confirmation_server, serial, number, birth, error, code
 ):
     citizen = Citizen(id_last4=number[-4:], card_serial=serial)
     data = PersonalData(id_number=parse_id_number(number), birth_date=birth)
     with pytest.raises(error) as info:
-        moica(client).verify(citizen=citizen, data=data)
+        moica(confirmation_client).verify(citizen=citizen, data=data)
     assert info.value.code == (code or "personal_data_unverified")
 
 
-def test_confirmation_verifier_fails_closed_on_service_fault(client, server):
-    server.faults.add("bad_signature")
-    unverified(moica(client).verify, citizen=CITIZEN, data=PersonalData(id_number=NUMBER))
-
-
-def test_confirmation_verifier_needs_the_card_serial(client, server):
+def test_confirmation_verifier_fails_closed_on_service_fault(
+    confirmation_client, confirmation_server
+):
+    confirmation_server.faults.add("bad_signature")
     unverified(
-        moica(client).verify,
+        moica(confirmation_client).verify, citizen=CITIZEN, data=PersonalData(id_number=NUMBER)
+    )
+
+
+def test_confirmation_verifier_needs_the_card_serial(confirmation_client, confirmation_server):
+    unverified(
+        moica(confirmation_client).verify,
         citizen=Citizen(id_last4=ID_MATCH[-4:], card_serial=None),
         data=PersonalData(id_number=NUMBER),
     )
-    assert server.received == []
+    assert confirmation_server.received == []
 
 
-def test_confirmation_verifier_refuses_an_unsendable_card_serial(client, server):
+def test_confirmation_verifier_refuses_an_unsendable_card_serial(
+    confirmation_client, confirmation_server
+):
     unverified(
-        moica(client).verify,
+        moica(confirmation_client).verify,
         citizen=Citizen(id_last4=ID_MATCH[-4:], card_serial="0000-0000-0000-0"),
         data=PersonalData(id_number=NUMBER),
     )
-    assert server.received == []
+    assert confirmation_server.received == []
 
 
-def test_confirmation_verifier_checks_last4_locally_first(client, server):
+def test_confirmation_verifier_checks_last4_locally_first(confirmation_client, confirmation_server):
     with pytest.raises(IdNumberMismatch):
-        moica(client).verify(
+        moica(confirmation_client).verify(
             citizen=CITIZEN, data=PersonalData(id_number=parse_id_number(ID_OTHER_CARD))
         )
-    assert server.received == []
+    assert confirmation_server.received == []
 
 
 # --- load_verifiers ------------------------------------------------------------------------
 
 
-def test_load_verifiers_instantiates_classes_and_accepts_instances(client):
+def test_load_verifiers_instantiates_classes_and_accepts_instances(confirmation_client):
     loaded = load_verifiers(
         [
             "moica_auth.identity.verifiers.CertificateLast4Verifier",
@@ -295,7 +297,7 @@ def test_load_verifiers_instantiates_classes_and_accepts_instances(client):
             f"{THIS}.READY_INSTANCE",
             f"{THIS}.LaborInsuranceRegistry",
         ],
-        confirmation_client=client,
+        confirmation_client=confirmation_client,
     )
     assert [type(v).__name__ for v in loaded] == [
         "CertificateLast4Verifier",
@@ -303,9 +305,8 @@ def test_load_verifiers_instantiates_classes_and_accepts_instances(client):
         "CertificateLast4Verifier",
         "LaborInsuranceRegistry",
     ]
-    assert loaded[1].client is client
+    assert loaded[1].client is confirmation_client
     assert loaded[2] is READY_INSTANCE
-    assert all(isinstance(v, PersonalDataVerifier) for v in loaded)
 
 
 @pytest.mark.parametrize(
@@ -455,12 +456,12 @@ class ProvidesBirthDateButConfirmsNothing:
         return frozenset()
 
 
-def test_end_to_end_with_the_confirmation_service(client, server):
+def test_end_to_end_with_the_confirmation_service(confirmation_client, confirmation_server):
     verified = verify_personal_data(
         citizen=CITIZEN,
         data=PersonalData(id_number=NUMBER, birth_date=BIRTH_MATCH),
         required={"id_number", "birth_date"},
-        verifiers=[CertificateLast4Verifier(), moica(client)],
+        verifiers=[CertificateLast4Verifier(), moica(confirmation_client)],
     )
     assert verified == {"id_number", "birth_date"}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from datetime import datetime, timedelta
@@ -23,17 +24,11 @@ from moica_auth.revocation.ocsp import OcspSource, build_request, responder_url_
 from moica_auth.stores import MemoryStore, RedisStore
 from moica_auth.testing.pki import CertifiedKey, CitizenCard, TestPKI
 from moica_auth.testing.responders import ResponderServer, _set_produced_at
-from tests.ocsp_fixtures import (  # noqa: F401  (pytest finds fixtures in the module)
+from tests.ocsp_fixtures import (
     CLIENT_TIMEOUT,
     NOW,
     Clock,
     CountingStore,
-    card_g2_fixture,
-    card_g3_fixture,
-    ocsp_pki_fixture,
-    responder_clock_fixture,
-    server_fixture,
-    session_server_fixture,
 )
 from tests.validation_fixtures import with_duplicate_extension, with_unknown_key_algorithm
 
@@ -57,25 +52,27 @@ def rejects(exc_type: type[MoicaAuthError], code: str, src: OcspSource, card: Ci
 # --- answers ------------------------------------------------------------------------------
 
 
-def test_good_from_the_aia_responder(server: ResponderServer, card_g3: CitizenCard) -> None:
-    assert responder_url_of(card_g3.signing.certificate) == server.url_for("/ocsp")
+def test_good_from_the_aia_responder(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
+    assert responder_url_of(card_g3.signing.certificate) == ocsp_server.url_for("/ocsp")
     answer = ask(source(), card_g3)
     assert answer.status == "good"
     assert answer.source == "ocsp"
     assert answer.this_update == NOW
     assert answer.next_update == NOW + timedelta(hours=12)
-    assert server.hits("/ocsp") == 1
+    assert ocsp_server.hits("/ocsp") == 1
 
 
 def test_good_for_g2_from_the_shared_responder(
-    server: ResponderServer, card_g2: CitizenCard
+    ocsp_server: ResponderServer, card_g2: CitizenCard
 ) -> None:
     assert ask(source(), card_g2).status == "good"
 
 
-def test_revoked_carries_reason_and_time(server: ResponderServer, card_g3: CitizenCard) -> None:
+def test_revoked_carries_reason_and_time(
+    ocsp_server: ResponderServer, card_g3: CitizenCard
+) -> None:
     when = NOW - timedelta(days=3)
-    server.set_status(
+    ocsp_server.set_status(
         card_g3.signing.certificate.serial_number,
         "revoked",
         revoked_at=when,
@@ -87,31 +84,35 @@ def test_revoked_carries_reason_and_time(server: ResponderServer, card_g3: Citiz
     assert answer.revoked_at == when
 
 
-def test_certificate_hold_reads_hold(server: ResponderServer, card_g3: CitizenCard) -> None:
-    server.set_status(card_g3.signing.certificate.serial_number, "hold", revoked_at=NOW)
+def test_certificate_hold_reads_hold(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
+    ocsp_server.set_status(card_g3.signing.certificate.serial_number, "hold", revoked_at=NOW)
     answer = ask(source(), card_g3)
     assert answer.status == "hold"
     assert answer.reason == "certificate_hold"
 
 
-def test_unknown_fails_closed(server: ResponderServer, card_g3: CitizenCard) -> None:
-    server.set_status(card_g3.signing.certificate.serial_number, "unknown")
+def test_unknown_fails_closed(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
+    ocsp_server.set_status(card_g3.signing.certificate.serial_number, "unknown")
     rejects(RevocationUnavailable, "revocation_unavailable", source(), card_g3)
 
 
-def test_rejects_certificate_without_responder(server: ResponderServer, ocsp_pki: TestPKI) -> None:
+def test_rejects_certificate_without_responder(
+    ocsp_server: ResponderServer, ocsp_pki: TestPKI
+) -> None:
     card = ocsp_pki.issue_card(generation="G2", ocsp_url=None, label="ocsp-tests/no-aia")
     rejects(RevocationUnavailable, "revocation_unavailable", source(), card)
-    assert server.hits("/ocsp") == 0
+    assert ocsp_server.hits("/ocsp") == 0
 
 
-def test_responder_url_override_and_rewrite(server: ResponderServer, card_g3: CitizenCard) -> None:
-    server.add_ocsp(issuer=card_g3.issuer.certificate, signer=card_g3.issuer, path="/alt")
-    aia = server.url_for("/ocsp")
-    assert ask(source(responder_urls={aia: server.url_for("/alt")}), card_g3).status == "good"
-    assert ask(source(responder_url=server.url_for("/alt")), card_g3).status == "good"
-    assert server.hits("/alt") == 2
-    assert server.hits("/ocsp") == 0
+def test_responder_url_override_and_rewrite(
+    ocsp_server: ResponderServer, card_g3: CitizenCard
+) -> None:
+    ocsp_server.add_ocsp(issuer=card_g3.issuer.certificate, signer=card_g3.issuer, path="/alt")
+    aia = ocsp_server.url_for("/ocsp")
+    assert ask(source(responder_urls={aia: ocsp_server.url_for("/alt")}), card_g3).status == "good"
+    assert ask(source(responder_url=ocsp_server.url_for("/alt")), card_g3).status == "good"
+    assert ocsp_server.hits("/alt") == 2
+    assert ocsp_server.hits("/ocsp") == 0
 
 
 # --- transport failures -------------------------------------------------------------------
@@ -119,9 +120,9 @@ def test_responder_url_override_and_rewrite(server: ResponderServer, card_g3: Ci
 
 @pytest.mark.parametrize("fault", ["down", "slow", "http500", "truncate"])
 def test_transport_failure_is_unavailable(
-    server: ResponderServer, card_g3: CitizenCard, fault: str
+    ocsp_server: ResponderServer, card_g3: CitizenCard, fault: str
 ) -> None:
-    server.set_fault("/ocsp", fault)
+    ocsp_server.set_fault("/ocsp", fault)
     rejects(RevocationUnavailable, "revocation_unavailable", source(), card_g3)
 
 
@@ -132,82 +133,86 @@ def test_stopped_responder_is_unavailable(ocsp_pki: TestPKI, card_g3: CitizenCar
     rejects(RevocationUnavailable, "revocation_unavailable", source(responder_url=url), card_g3)
 
 
-def test_garbage_body_is_invalid(server: ResponderServer, card_g3: CitizenCard) -> None:
-    server.set_fault("/ocsp", "garbage")
+def test_garbage_body_is_invalid(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
+    ocsp_server.set_fault("/ocsp", "garbage")
     rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
 
 
-def test_oversized_body_is_invalid(server: ResponderServer, card_g3: CitizenCard) -> None:
+def test_oversized_body_is_invalid(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
     rejects(OcspInvalid, "ocsp_invalid", source(max_response_bytes=100), card_g3)
 
 
 def test_unauthorized_responder_is_invalid(
-    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+    ocsp_server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
 ) -> None:
     # A responder that serves only G2 answers "unauthorized" for a G3 certificate.
-    server.add_ocsp(issuer=ocsp_pki.moica_g2.certificate, signer=ocsp_pki.moica_g2, path="/g2")
-    err = rejects(OcspInvalid, "ocsp_invalid", source(responder_url=server.url_for("/g2")), card_g3)
+    ocsp_server.add_ocsp(issuer=ocsp_pki.moica_g2.certificate, signer=ocsp_pki.moica_g2, path="/g2")
+    err = rejects(
+        OcspInvalid, "ocsp_invalid", source(responder_url=ocsp_server.url_for("/g2")), card_g3
+    )
     assert "UNAUTHORIZED" in err.detail
 
 
 # --- response verification ----------------------------------------------------------------
 
 
-def test_rejects_wrong_signer(server: ResponderServer, card_g3: CitizenCard) -> None:
-    server.set_fault("/ocsp", "wrong_signer")
+def test_rejects_wrong_signer(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
+    ocsp_server.set_fault("/ocsp", "wrong_signer")
     rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
 
 
 def test_rejects_answer_for_another_certificate(
-    server: ResponderServer, card_g3: CitizenCard
+    ocsp_server: ResponderServer, card_g3: CitizenCard
 ) -> None:
-    server.set_fault("/ocsp", "wrong_cert_id")
+    ocsp_server.set_fault("/ocsp", "wrong_cert_id")
     rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
 
 
 def test_rejects_g2_answer_signed_by_g3_with_the_same_name(
-    server: ResponderServer, card_g2: CitizenCard, ocsp_pki: TestPKI
+    ocsp_server: ResponderServer, card_g2: CitizenCard, ocsp_pki: TestPKI
 ) -> None:
     # MOICA G2 and G3 share their DN: only the key tells them apart.
-    server.add_ocsp(issuer=ocsp_pki.moica_g2.certificate, signer=ocsp_pki.moica_g3, path="/mix")
-    rejects(OcspInvalid, "ocsp_invalid", source(responder_url=server.url_for("/mix")), card_g2)
+    ocsp_server.add_ocsp(
+        issuer=ocsp_pki.moica_g2.certificate, signer=ocsp_pki.moica_g3, path="/mix"
+    )
+    rejects(OcspInvalid, "ocsp_invalid", source(responder_url=ocsp_server.url_for("/mix")), card_g2)
 
 
 def test_accepts_delegated_responder(
-    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+    ocsp_server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
 ) -> None:
     delegate = ocsp_pki.issue_ocsp_responder(issuer=ocsp_pki.moica_g3, label="good")
-    server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/delegated")
-    answer = ask(source(responder_url=server.url_for("/delegated")), card_g3)
+    ocsp_server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/delegated")
+    answer = ask(source(responder_url=ocsp_server.url_for("/delegated")), card_g3)
     assert answer.status == "good"
 
 
 def test_rejects_delegated_responder_without_ocsp_signing_eku(
-    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+    ocsp_server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
 ) -> None:
     delegate = ocsp_pki.issue_ocsp_responder(
         issuer=ocsp_pki.moica_g3, label="no-eku", with_ocsp_signing_eku=False
     )
-    server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/no-eku")
+    ocsp_server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/no-eku")
     err = rejects(
-        OcspInvalid, "ocsp_invalid", source(responder_url=server.url_for("/no-eku")), card_g3
+        OcspInvalid, "ocsp_invalid", source(responder_url=ocsp_server.url_for("/no-eku")), card_g3
     )
     assert "OCSPSigning" in err.detail
 
 
 def test_rejects_delegated_responder_of_another_ca(
-    server: ResponderServer, card_g2: CitizenCard, ocsp_pki: TestPKI
+    ocsp_server: ResponderServer, card_g2: CitizenCard, ocsp_pki: TestPKI
 ) -> None:
     delegate = ocsp_pki.issue_ocsp_responder(issuer=ocsp_pki.moica_g3, label="other-ca")
-    server.add_ocsp(issuer=ocsp_pki.moica_g2.certificate, signer=delegate, path="/other-ca")
+    ocsp_server.add_ocsp(issuer=ocsp_pki.moica_g2.certificate, signer=delegate, path="/other-ca")
     err = rejects(
-        OcspInvalid, "ocsp_invalid", source(responder_url=server.url_for("/other-ca")), card_g2
+        OcspInvalid, "ocsp_invalid", source(responder_url=ocsp_server.url_for("/other-ca")), card_g2
     )
     assert "not issued by the CA" in err.detail
 
 
 def test_rejects_expired_delegated_responder(
-    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+    ocsp_server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
 ) -> None:
     delegate = ocsp_pki.issue_ocsp_responder(
         issuer=ocsp_pki.moica_g3,
@@ -215,41 +220,41 @@ def test_rejects_expired_delegated_responder(
         not_before=NOW - timedelta(days=400),
         not_after=NOW - timedelta(days=35),
     )
-    server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/expired")
+    ocsp_server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/expired")
     err = rejects(
-        OcspInvalid, "ocsp_invalid", source(responder_url=server.url_for("/expired")), card_g3
+        OcspInvalid, "ocsp_invalid", source(responder_url=ocsp_server.url_for("/expired")), card_g3
     )
     assert "not valid" in err.detail
 
 
-def test_rejects_wrong_nonce(server: ResponderServer, card_g3: CitizenCard) -> None:
-    server.set_fault("/ocsp", "wrong_nonce")
+def test_rejects_wrong_nonce(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
+    ocsp_server.set_fault("/ocsp", "wrong_nonce")
     err = rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
     assert "nonce" in err.detail
 
 
-def test_rejects_missing_nonce(server: ResponderServer, card_g3: CitizenCard) -> None:
-    server.set_fault("/ocsp", "no_nonce")
+def test_rejects_missing_nonce(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
+    ocsp_server.set_fault("/ocsp", "no_nonce")
     err = rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
     assert "nonce" in err.detail
 
 
 def test_nonce_optout_accepts_responder_without_nonce(
-    server: ResponderServer, card_g3: CitizenCard
+    ocsp_server: ResponderServer, card_g3: CitizenCard
 ) -> None:
-    server.set_fault("/ocsp", "no_nonce")
-    src = source(nonce_optout=frozenset({server.url_for("/ocsp")}))
+    ocsp_server.set_fault("/ocsp", "no_nonce")
+    src = source(nonce_optout=frozenset({ocsp_server.url_for("/ocsp")}))
     assert ask(src, card_g3).status == "good"
 
 
-def test_rejects_stale_response(server: ResponderServer, card_g3: CitizenCard) -> None:
-    server.set_fault("/ocsp", "stale")
+def test_rejects_stale_response(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
+    ocsp_server.set_fault("/ocsp", "stale")
     err = rejects(OcspInvalid, "ocsp_invalid", source(), card_g3)
     assert "stale" in err.detail
 
 
 def test_rejects_response_past_next_update_beyond_skew(
-    server: ResponderServer, card_g3: CitizenCard
+    ocsp_server: ResponderServer, card_g3: CitizenCard
 ) -> None:
     src = source(clock_skew=timedelta(minutes=5))
     assert ask(src, card_g3, at=NOW + timedelta(hours=12, minutes=4)).status == "good"
@@ -257,7 +262,7 @@ def test_rejects_response_past_next_update_beyond_skew(
 
 
 def test_rejects_response_from_the_future(
-    server: ResponderServer, card_g3: CitizenCard, responder_clock: Clock
+    ocsp_server: ResponderServer, card_g3: CitizenCard, responder_clock: Clock
 ) -> None:
     responder_clock.now = NOW + timedelta(hours=1)
     err = rejects(OcspInvalid, "ocsp_invalid", source(clock_skew=timedelta(minutes=5)), card_g3)
@@ -289,15 +294,17 @@ def test_request_carries_sha1_certid_and_32_byte_nonce(card_g3: CitizenCard) -> 
 # --- cache and single flight --------------------------------------------------------------
 
 
-def test_cache_hit_avoids_second_request(server: ResponderServer, card_g3: CitizenCard) -> None:
+def test_cache_hit_avoids_second_request(
+    ocsp_server: ResponderServer, card_g3: CitizenCard
+) -> None:
     src = source(store=MemoryStore())
     assert ask(src, card_g3).status == "good"
     assert ask(src, card_g3, at=NOW + timedelta(minutes=10)).status == "good"
-    assert server.hits("/ocsp") == 1
+    assert ocsp_server.hits("/ocsp") == 1
 
 
 def test_cache_never_crosses_issuers_with_the_same_serial(
-    server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
+    ocsp_server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
 ) -> None:
     # MOICA G2 and G3 share one DN and may reuse serial numbers: a revoked answer cached
     # for the G2 certificate must never answer for the G3 certificate with that serial.
@@ -316,28 +323,30 @@ def test_cache_never_crosses_issuers_with_the_same_serial(
     )
     assert g2_twin.certificate.issuer == card_g3.signing.certificate.issuer
     src = source(store=MemoryStore())
-    server.set_status(serial, "revoked", reason="key_compromise")
+    ocsp_server.set_status(serial, "revoked", reason="key_compromise")
     revoked = src.status(
         certificate=g2_twin.certificate, issuer=ocsp_pki.moica_g2.certificate, at=NOW
     )
     assert revoked.status == "revoked"
-    server.ocsp("/ocsp").clear()
+    ocsp_server.ocsp("/ocsp").clear()
     assert ask(src, card_g3).status == "good"  # asked upstream, not read from G2's entry
-    assert server.hits("/ocsp") == 2
+    assert ocsp_server.hits("/ocsp") == 2
 
 
-def test_cached_answer_expires_with_max_age(server: ResponderServer, card_g3: CitizenCard) -> None:
+def test_cached_answer_expires_with_max_age(
+    ocsp_server: ResponderServer, card_g3: CitizenCard
+) -> None:
     src = source(store=MemoryStore(), max_age=timedelta(minutes=30))
     ask(src, card_g3)
     ask(src, card_g3, at=NOW + timedelta(minutes=31))
-    assert server.hits("/ocsp") == 2
+    assert ocsp_server.hits("/ocsp") == 2
 
 
 def test_revoked_answer_is_cached_in_redis(
-    server: ResponderServer, card_g3: CitizenCard, redis_url: str
+    ocsp_server: ResponderServer, card_g3: CitizenCard, redis_url: str
 ) -> None:
     store = RedisStore.from_url(redis_url, prefix="test-ocsp-cache:")
-    server.set_status(
+    ocsp_server.set_status(
         card_g3.signing.certificate.serial_number, "revoked", revoked_at=NOW, reason="superseded"
     )
     first = ask(source(store=store), card_g3)
@@ -346,27 +355,27 @@ def test_revoked_answer_is_cached_in_redis(
     assert (first.status, second.status) == ("revoked", "revoked")
     assert second.reason == "superseded"
     assert second.revoked_at == NOW
-    assert server.hits("/ocsp") == 1
+    assert ocsp_server.hits("/ocsp") == 1
 
 
-def test_failures_are_not_cached(server: ResponderServer, card_g3: CitizenCard) -> None:
+def test_failures_are_not_cached(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
     src = source(store=MemoryStore())
-    server.set_fault("/ocsp", "http500")
+    ocsp_server.set_fault("/ocsp", "http500")
     rejects(RevocationUnavailable, "revocation_unavailable", src, card_g3)
-    server.set_fault("/ocsp", None)
+    ocsp_server.set_fault("/ocsp", None)
     assert ask(src, card_g3).status == "good"
-    assert server.hits("/ocsp") == 2
+    assert ocsp_server.hits("/ocsp") == 2
 
 
-def test_works_without_the_store(server: ResponderServer, card_g3: CitizenCard) -> None:
+def test_works_without_the_store(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
     # Nothing listens on port 1: the cache is only an optimisation, the answer still comes.
     dead = RedisStore.from_url("redis://127.0.0.1:1/0", prefix="dead:")
     assert ask(source(store=dead), card_g3).status == "good"
 
 
-def _single_flight(server: ResponderServer, card: CitizenCard, store: CountingStore) -> None:
+def _single_flight(ocsp_server: ResponderServer, card: CitizenCard, store: CountingStore) -> None:
     callers = 8
-    server.pause("/ocsp")
+    ocsp_server.pause("/ocsp")
     results: list[object] = []
     lock = threading.Lock()
 
@@ -385,37 +394,66 @@ def _single_flight(server: ResponderServer, card: CitizenCard, store: CountingSt
         # The leader's request is held at the responder; wait until every other caller
         # has lost the lock race and is waiting for the leader's answer.
         give_up = time.monotonic() + 30  # only so a broken build fails instead of hanging
-        while store.lost_races < callers - 1 or server.hits("/ocsp") < 1:
+        while store.lost_races < callers - 1 or ocsp_server.hits("/ocsp") < 1:
             if time.monotonic() > give_up:
                 pytest.fail(f"callers never queued: {store.lost_races} lost races")
             threading.Event().wait(0.01)
     finally:
-        server.resume("/ocsp")
+        ocsp_server.resume("/ocsp")
     for thread in threads:
         thread.join(timeout=30)
     assert results == ["good"] * callers
-    assert server.hits("/ocsp") == 1
+    assert ocsp_server.hits("/ocsp") == 1
 
 
-def test_single_flight_memory(server: ResponderServer, card_g3: CitizenCard) -> None:
-    _single_flight(server, card_g3, CountingStore(MemoryStore()))
+def test_single_flight_memory(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
+    _single_flight(ocsp_server, card_g3, CountingStore(MemoryStore()))
 
 
-def test_single_flight_redis(server: ResponderServer, card_g2: CitizenCard, redis_url: str) -> None:
+def test_single_flight_redis(
+    ocsp_server: ResponderServer, card_g2: CitizenCard, redis_url: str
+) -> None:
     store = RedisStore.from_url(redis_url, prefix="test-ocsp-flight:")
-    _single_flight(server, card_g2, CountingStore(store))
+    _single_flight(ocsp_server, card_g2, CountingStore(store))
 
 
 def test_waiter_fails_closed_when_nothing_arrives(
-    server: ResponderServer, card_g3: CitizenCard
+    ocsp_server: ResponderServer, card_g3: CitizenCard
 ) -> None:
+    # Another worker (sharing the store) is asking the responder, which holds its
+    # request; this one may wait only 0.2 s for that answer, then must fail closed
+    # rather than send its own request or guess.
     store = MemoryStore()
-    src = source(store=store, lock_wait=0.2)
-    lock_key = src._cache_key(card_g3.signing.certificate, card_g3.issuer.certificate) + ":lock"
-    assert store.add(lock_key, b"1", ttl=60)  # another worker is (forever) asking
-    err = rejects(RevocationUnavailable, "revocation_unavailable", src, card_g3)
-    assert "concurrent" in err.detail
-    assert server.hits("/ocsp") == 0
+    ocsp_server.pause("/ocsp")
+    # The leader would wait 30 s for the responder: only the waiter's own bound can end it.
+    leader_source = source(store=store, timeout=30.0)
+    leader = threading.Thread(target=lambda: _ask_quietly(leader_source, card_g3))
+    leader.start()
+    try:
+        give_up = time.monotonic() + 30  # only so a broken build fails instead of hanging
+        while ocsp_server.hits("/ocsp") < 1:
+            if time.monotonic() > give_up:
+                pytest.fail("the first worker never reached the responder")
+            threading.Event().wait(0.01)
+        started = time.monotonic()
+        err = rejects(
+            RevocationUnavailable,
+            "revocation_unavailable",
+            source(store=store, lock_wait=0.2),
+            card_g3,
+        )
+        waited = time.monotonic() - started
+    finally:
+        ocsp_server.resume("/ocsp")
+        leader.join(timeout=30)
+    assert "timed out waiting for a concurrent" in err.detail
+    assert waited < 5.0  # bounded by its own lock_wait, not by the leader
+    assert ocsp_server.hits("/ocsp") == 1  # the waiter sent nothing of its own
+
+
+def _ask_quietly(src: OcspSource, card: CitizenCard) -> None:
+    with contextlib.suppress(MoicaAuthError):
+        ask(src, card)
 
 
 # --- responses without nextUpdate (RFC 6960 §4.2.2.1: "newer information is always

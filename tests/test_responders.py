@@ -17,24 +17,18 @@ from moica_auth.revocation.crl import parse_crl
 from moica_auth.revocation.ocsp import OcspSource, build_request
 from moica_auth.testing.pki import CitizenCard, TestPKI
 from moica_auth.testing.responders import FAULTS, ResponderServer, demo_crls, serve_demo
-from tests.ocsp_fixtures import (  # noqa: F401  (pytest finds fixtures in the module)
+from tests.ocsp_fixtures import (
     CLIENT_TIMEOUT,
     NOW,
-    card_g2_fixture,
-    card_g3_fixture,
-    ocsp_pki_fixture,
-    responder_clock_fixture,
-    server_fixture,
-    session_server_fixture,
 )
 
 CRL_PATH = "/crl/test.crl"
 CRL_BODY = b"0\x03\x02\x01\x00" * 100  # the server serves bytes; it does not parse them
 
 
-def post_ocsp(server: ResponderServer, der: bytes, path: str = "/ocsp") -> ocsp.OCSPResponse:
+def post_ocsp(ocsp_server: ResponderServer, der: bytes, path: str = "/ocsp") -> ocsp.OCSPResponse:
     response = requests.post(
-        server.url_for(path),
+        ocsp_server.url_for(path),
         data=der,
         headers={"Content-Type": "application/ocsp-request"},
         timeout=5,
@@ -54,60 +48,60 @@ def request_for(card: CitizenCard, nonce: bytes | None = b"\x01" * 32) -> bytes:
 # --- CRL files ------------------------------------------------------------------------------
 
 
-def test_serves_published_crl(server: ResponderServer) -> None:
-    url = server.publish_crl(CRL_PATH, CRL_BODY)
+def test_serves_published_crl(ocsp_server: ResponderServer) -> None:
+    url = ocsp_server.publish_crl(CRL_PATH, CRL_BODY)
     response = requests.get(url, timeout=5)
     assert response.status_code == 200
     assert response.content == CRL_BODY
     assert response.headers["Content-Type"] == "application/pkix-crl"
-    assert server.hits(CRL_PATH) == 1
-    server.unpublish(CRL_PATH)
+    assert ocsp_server.hits(CRL_PATH) == 1
+    ocsp_server.unpublish(CRL_PATH)
     assert requests.get(url, timeout=5).status_code == 404
 
 
-def test_unknown_path_is_404(server: ResponderServer) -> None:
-    assert requests.get(server.url_for("/nothing"), timeout=5).status_code == 404
+def test_unknown_path_is_404(ocsp_server: ResponderServer) -> None:
+    assert requests.get(ocsp_server.url_for("/nothing"), timeout=5).status_code == 404
 
 
-def test_crl_fault_down(server: ResponderServer) -> None:
-    url = server.publish_crl(CRL_PATH, CRL_BODY)
-    server.set_fault(CRL_PATH, "down")
+def test_crl_fault_down(ocsp_server: ResponderServer) -> None:
+    url = ocsp_server.publish_crl(CRL_PATH, CRL_BODY)
+    ocsp_server.set_fault(CRL_PATH, "down")
     with pytest.raises(requests.ConnectionError):
         requests.get(url, timeout=5)
 
 
-def test_crl_fault_slow(server: ResponderServer) -> None:
-    url = server.publish_crl(CRL_PATH, CRL_BODY)
-    server.set_fault(CRL_PATH, "slow")
+def test_crl_fault_slow(ocsp_server: ResponderServer) -> None:
+    url = ocsp_server.publish_crl(CRL_PATH, CRL_BODY)
+    ocsp_server.set_fault(CRL_PATH, "slow")
     with pytest.raises(requests.Timeout):
         requests.get(url, timeout=CLIENT_TIMEOUT)
 
 
-def test_crl_fault_http500_and_garbage(server: ResponderServer) -> None:
-    url = server.publish_crl(CRL_PATH, CRL_BODY)
-    server.set_fault(CRL_PATH, "http500")
+def test_crl_fault_http500_and_garbage(ocsp_server: ResponderServer) -> None:
+    url = ocsp_server.publish_crl(CRL_PATH, CRL_BODY)
+    ocsp_server.set_fault(CRL_PATH, "http500")
     assert requests.get(url, timeout=5).status_code == 500
-    server.set_fault(CRL_PATH, "garbage")
+    ocsp_server.set_fault(CRL_PATH, "garbage")
     response = requests.get(url, timeout=5)
     assert response.status_code == 200
     assert response.content != CRL_BODY
-    server.set_fault(CRL_PATH, None)
+    ocsp_server.set_fault(CRL_PATH, None)
     assert requests.get(url, timeout=5).content == CRL_BODY
 
 
-def test_crl_fault_truncate(server: ResponderServer) -> None:
-    url = server.publish_crl(CRL_PATH, CRL_BODY)
-    server.set_fault(CRL_PATH, "truncate")
+def test_crl_fault_truncate(ocsp_server: ResponderServer) -> None:
+    url = ocsp_server.publish_crl(CRL_PATH, CRL_BODY)
+    ocsp_server.set_fault(CRL_PATH, "truncate")
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         requests.get(url, timeout=5)
 
 
-def test_rejects_unknown_fault_and_status(server: ResponderServer) -> None:
+def test_rejects_unknown_fault_and_status(ocsp_server: ResponderServer) -> None:
     assert "wrong_nonce" in FAULTS
     with pytest.raises(ValueError):
-        server.set_fault(CRL_PATH, "flaky")
+        ocsp_server.set_fault(CRL_PATH, "flaky")
     with pytest.raises(ValueError):
-        server.set_status(1, "maybe")  # type: ignore[arg-type]
+        ocsp_server.set_status(1, "maybe")  # type: ignore[arg-type]
 
 
 def test_stop_refuses_and_start_serves_again_at_the_same_url() -> None:
@@ -124,9 +118,9 @@ def test_stop_refuses_and_start_serves_again_at_the_same_url() -> None:
 
 
 def test_ocsp_post_echoes_nonce_and_uses_the_clock(
-    server: ResponderServer, card_g3: CitizenCard
+    ocsp_server: ResponderServer, card_g3: CitizenCard
 ) -> None:
-    response = post_ocsp(server, request_for(card_g3, nonce=b"\x07" * 32))
+    response = post_ocsp(ocsp_server, request_for(card_g3, nonce=b"\x07" * 32))
     assert response.response_status == ocsp.OCSPResponseStatus.SUCCESSFUL
     assert response.certificate_status == ocsp.OCSPCertStatus.GOOD
     assert response.serial_number == card_g3.signing.certificate.serial_number
@@ -137,59 +131,63 @@ def test_ocsp_post_echoes_nonce_and_uses_the_clock(
     assert response.certificates == []  # signed by the CA itself: nothing to include
 
 
-def test_ocsp_get_per_rfc6960_appendix_a(server: ResponderServer, card_g3: CitizenCard) -> None:
+def test_ocsp_get_per_rfc6960_appendix_a(
+    ocsp_server: ResponderServer, card_g3: CitizenCard
+) -> None:
     encoded = urllib.parse.quote(base64.b64encode(request_for(card_g3)).decode(), safe="")
-    response = requests.get(f"{server.url_for('/ocsp')}/{encoded}", timeout=5)
+    response = requests.get(f"{ocsp_server.url_for('/ocsp')}/{encoded}", timeout=5)
     assert response.status_code == 200
     parsed = ocsp.load_der_ocsp_response(response.content)
     assert parsed.certificate_status == ocsp.OCSPCertStatus.GOOD
-    assert server.hits("/ocsp") == 1
+    assert ocsp_server.hits("/ocsp") == 1
 
 
-def test_ocsp_revoked_and_hold(server: ResponderServer, card_g3: CitizenCard) -> None:
+def test_ocsp_revoked_and_hold(ocsp_server: ResponderServer, card_g3: CitizenCard) -> None:
     serial = card_g3.signing.certificate.serial_number
-    server.set_status(serial, "revoked", revoked_at=NOW, reason="affiliation_changed")
-    response = post_ocsp(server, request_for(card_g3))
+    ocsp_server.set_status(serial, "revoked", revoked_at=NOW, reason="affiliation_changed")
+    response = post_ocsp(ocsp_server, request_for(card_g3))
     assert response.certificate_status == ocsp.OCSPCertStatus.REVOKED
     assert response.revocation_reason == x509.ReasonFlags.affiliation_changed
     assert response.revocation_time_utc == NOW
-    server.set_status(serial, "hold")
-    response = post_ocsp(server, request_for(card_g3))
+    ocsp_server.set_status(serial, "hold")
+    response = post_ocsp(ocsp_server, request_for(card_g3))
     assert response.revocation_reason == x509.ReasonFlags.certificate_hold
 
 
 def test_ocsp_unknown_issuer_is_unauthorized(
-    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+    ocsp_server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
 ) -> None:
-    server.add_ocsp(issuer=ocsp_pki.moica_g2.certificate, signer=ocsp_pki.moica_g2, path="/only")
-    response = post_ocsp(server, request_for(card_g3), path="/only")
+    ocsp_server.add_ocsp(
+        issuer=ocsp_pki.moica_g2.certificate, signer=ocsp_pki.moica_g2, path="/only"
+    )
+    response = post_ocsp(ocsp_server, request_for(card_g3), path="/only")
     assert response.response_status == ocsp.OCSPResponseStatus.UNAUTHORIZED
 
 
-def test_ocsp_malformed_request(server: ResponderServer) -> None:
-    response = post_ocsp(server, b"not a request")
+def test_ocsp_malformed_request(ocsp_server: ResponderServer) -> None:
+    response = post_ocsp(ocsp_server, b"not a request")
     assert response.response_status == ocsp.OCSPResponseStatus.MALFORMED_REQUEST
 
 
 def test_ocsp_default_status_unknown(
-    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+    ocsp_server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
 ) -> None:
-    server.add_ocsp(
+    ocsp_server.add_ocsp(
         issuer=ocsp_pki.moica_g3.certificate,
         signer=ocsp_pki.moica_g3,
         path="/strict",
         default_status="unknown",
     )
-    response = post_ocsp(server, request_for(card_g3), path="/strict")
+    response = post_ocsp(ocsp_server, request_for(card_g3), path="/strict")
     assert response.certificate_status == ocsp.OCSPCertStatus.UNKNOWN
 
 
 def test_delegated_responder_certificate_is_included(
-    server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
+    ocsp_server: ResponderServer, card_g3: CitizenCard, ocsp_pki: TestPKI
 ) -> None:
     delegate = ocsp_pki.issue_ocsp_responder(issuer=ocsp_pki.moica_g3, label="included")
-    server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/delegate")
-    response = post_ocsp(server, request_for(card_g3), path="/delegate")
+    ocsp_server.add_ocsp(issuer=ocsp_pki.moica_g3.certificate, signer=delegate, path="/delegate")
+    response = post_ocsp(ocsp_server, request_for(card_g3), path="/delegate")
     assert response.certificates == [delegate.certificate]
     assert response.responder_key_hash == (
         x509.SubjectKeyIdentifier.from_public_key(delegate.certificate.public_key()).digest
@@ -211,31 +209,33 @@ def test_delegated_responder_certificate_is_included(
     ],
 )
 def test_ocsp_content_faults(
-    server: ResponderServer, card_g3: CitizenCard, fault: str, check: object
+    ocsp_server: ResponderServer, card_g3: CitizenCard, fault: str, check: object
 ) -> None:
-    server.set_fault("/ocsp", fault)
-    response = post_ocsp(server, request_for(card_g3))
+    ocsp_server.set_fault("/ocsp", fault)
+    response = post_ocsp(ocsp_server, request_for(card_g3))
     assert callable(check) and check(response)
     if fault == "wrong_cert_id":
         assert response.serial_number == card_g3.signing.certificate.serial_number + 1
 
 
-def test_pause_holds_requests_until_resume(server: ResponderServer, card_g3: CitizenCard) -> None:
-    server.pause("/ocsp")
+def test_pause_holds_requests_until_resume(
+    ocsp_server: ResponderServer, card_g3: CitizenCard
+) -> None:
+    ocsp_server.pause("/ocsp")
     done = threading.Event()
 
     def client() -> None:
-        post_ocsp(server, request_for(card_g3))
+        post_ocsp(ocsp_server, request_for(card_g3))
         done.set()
 
     thread = threading.Thread(target=client)
     thread.start()
     give_up = time.monotonic() + 30  # only so a broken build fails instead of hanging
-    while server.hits("/ocsp") < 1:
+    while ocsp_server.hits("/ocsp") < 1:
         assert time.monotonic() < give_up, "the request never reached the responder"
         threading.Event().wait(0.01)
     assert not done.is_set()
-    server.resume("/ocsp")
+    ocsp_server.resume("/ocsp")
     thread.join(timeout=10)
     assert done.is_set()
 

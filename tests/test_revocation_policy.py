@@ -43,16 +43,10 @@ from moica_auth.revocation.types import CertStatus, SourceName
 from moica_auth.testing.pki import CertifiedKey, CitizenCard, TestPKI
 from moica_auth.testing.responders import ResponderServer
 from moica_auth.validation.chain import ValidatedChain
-from tests.ocsp_fixtures import (  # noqa: F401  (pytest finds fixtures in the module)
+from tests.ocsp_fixtures import (
     CLIENT_TIMEOUT,
     NOW,
     Clock,
-    card_g2_fixture,
-    card_g3_fixture,
-    ocsp_pki_fixture,
-    responder_clock_fixture,
-    server_fixture,
-    session_server_fixture,
 )
 
 
@@ -430,7 +424,7 @@ class RealSources:
 
 
 @pytest.fixture
-def real(server: ResponderServer, ocsp_pki: TestPKI) -> Iterator[RealSources]:
+def real(ocsp_server: ResponderServer, ocsp_pki: TestPKI) -> Iterator[RealSources]:
     clock = Clock(NOW)
     index = MemoryIndexStore()
     refresher = CrlRefresher(
@@ -448,7 +442,7 @@ def real(server: ResponderServer, ocsp_pki: TestPKI) -> Iterator[RealSources]:
 
 
 def publish_crls(
-    server: ResponderServer,
+    ocsp_server: ResponderServer,
     pki: TestPKI,
     card: CitizenCard,
     *,
@@ -462,10 +456,10 @@ def publish_crls(
     crl = pki.make_crl(
         issuer=card.issuer, revoked=revoked or [], this_update=this_update, next_update=next_update
     )
-    server.publish_crl(complete.removeprefix(server.url), crl.public_bytes(Encoding.DER))
+    ocsp_server.publish_crl(complete.removeprefix(ocsp_server.url), crl.public_bytes(Encoding.DER))
     (grca_url,) = certificate_crl_urls(card.issuer.certificate)
     grca = pki.make_crl(issuer=card.root, this_update=this_update, next_update=next_update)
-    server.publish_crl(grca_url.removeprefix(server.url), grca.public_bytes(Encoding.DER))
+    ocsp_server.publish_crl(grca_url.removeprefix(ocsp_server.url), grca.public_bytes(Encoding.DER))
 
 
 def test_good_by_ocsp_end_to_end(real: RealSources, card_g3: CitizenCard) -> None:
@@ -478,10 +472,10 @@ def test_good_by_ocsp_end_to_end(real: RealSources, card_g3: CitizenCard) -> Non
 
 
 def test_revoked_by_ocsp_end_to_end(
-    real: RealSources, server: ResponderServer, card_g3: CitizenCard
+    real: RealSources, ocsp_server: ResponderServer, card_g3: CitizenCard
 ) -> None:
     when = NOW - timedelta(days=5)
-    server.set_status(
+    ocsp_server.set_status(
         card_g3.signing.certificate.serial_number,
         "revoked",
         revoked_at=when,
@@ -496,33 +490,33 @@ def test_revoked_by_ocsp_end_to_end(
 
 
 def test_hold_by_ocsp_is_suspended_end_to_end(
-    real: RealSources, server: ResponderServer, card_g3: CitizenCard
+    real: RealSources, ocsp_server: ResponderServer, card_g3: CitizenCard
 ) -> None:
-    server.set_status(card_g3.signing.certificate.serial_number, "hold", revoked_at=NOW)
+    ocsp_server.set_status(card_g3.signing.certificate.serial_number, "hold", revoked_at=NOW)
     with pytest.raises(CertificateSuspended) as info:
         real.checker().check(card_chain(card_g3), at=NOW)
     assert info.value.code == "certificate_suspended"
 
 
 def test_good_by_crl_after_ocsp_outage(
-    real: RealSources, server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
+    real: RealSources, ocsp_server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
 ) -> None:
-    publish_crls(server, ocsp_pki, card_g3)
-    server.set_fault("/ocsp", "down")
+    publish_crls(ocsp_server, ocsp_pki, card_g3)
+    ocsp_server.set_fault("/ocsp", "down")
     result = real.checker().check(card_chain(card_g3), at=NOW)
     assert (result.status, result.source) == ("good", "crl")
-    assert server.hits("/ocsp") == 2  # leaf and MOICA G3, both refused
+    assert ocsp_server.hits("/ocsp") == 2  # leaf and MOICA G3, both refused
 
 
 def test_revoked_by_crl_after_ocsp_outage(
-    real: RealSources, server: ResponderServer, ocsp_pki: TestPKI, card_g2: CitizenCard
+    real: RealSources, ocsp_server: ResponderServer, ocsp_pki: TestPKI, card_g2: CitizenCard
 ) -> None:
     when = NOW - timedelta(days=1)
     serial = card_g2.signing.certificate.serial_number
     publish_crls(
-        server, ocsp_pki, card_g2, revoked=[(serial, when, x509.ReasonFlags.key_compromise)]
+        ocsp_server, ocsp_pki, card_g2, revoked=[(serial, when, x509.ReasonFlags.key_compromise)]
     )
-    server.set_fault("/ocsp", "slow")
+    ocsp_server.set_fault("/ocsp", "slow")
     with pytest.raises(CertificateRevoked) as info:
         real.checker().check(card_chain(card_g2), at=NOW)
     assert info.value.data["source"] == "crl"
@@ -531,12 +525,12 @@ def test_revoked_by_crl_after_ocsp_outage(
 
 
 def test_unavailable_when_ocsp_and_crl_are_both_down(
-    real: RealSources, server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
+    real: RealSources, ocsp_server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
 ) -> None:
-    publish_crls(server, ocsp_pki, card_g3)
-    server.set_fault("/ocsp", "http500")
+    publish_crls(ocsp_server, ocsp_pki, card_g3)
+    ocsp_server.set_fault("/ocsp", "http500")
     for url in certificate_crl_urls(card_g3.signing.certificate):
-        server.set_fault(url.removeprefix(server.url), "down")
+        ocsp_server.set_fault(url.removeprefix(ocsp_server.url), "down")
     with pytest.raises(RevocationUnavailable) as info:
         real.checker().check(card_chain(card_g3), at=NOW)
     err = info.value
@@ -549,10 +543,10 @@ def test_unavailable_when_ocsp_and_crl_are_both_down(
 
 
 def test_stale_crl_and_ocsp_down_is_stale(
-    real: RealSources, server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
+    real: RealSources, ocsp_server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
 ) -> None:
     publish_crls(
-        server,
+        ocsp_server,
         ocsp_pki,
         card_g3,
         this_update=NOW - timedelta(days=3),
@@ -566,8 +560,8 @@ def test_stale_crl_and_ocsp_down_is_stale(
     ):
         real.refresher.refresh(url)
     # ... and nothing newer can be fetched now.
-    server.clear_crls()
-    server.set_fault("/ocsp", "down")
+    ocsp_server.clear_crls()
+    ocsp_server.set_fault("/ocsp", "down")
     real.clock.now = NOW
     with pytest.raises(RevocationStale) as info:
         real.checker().check(card_chain(card_g3), at=NOW)
@@ -575,21 +569,21 @@ def test_stale_crl_and_ocsp_down_is_stale(
 
 
 def test_crl_first_order_does_not_ask_ocsp(
-    real: RealSources, server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
+    real: RealSources, ocsp_server: ResponderServer, ocsp_pki: TestPKI, card_g3: CitizenCard
 ) -> None:
-    publish_crls(server, ocsp_pki, card_g3)
+    publish_crls(ocsp_server, ocsp_pki, card_g3)
     result = real.checker(order=("crl", "ocsp")).check(card_chain(card_g3), at=NOW)
     assert result.source == "crl"
-    assert server.hits("/ocsp") == 0
+    assert ocsp_server.hits("/ocsp") == 0
 
 
 def test_soft_fail_end_to_end(
     real: RealSources,
-    server: ResponderServer,
+    ocsp_server: ResponderServer,
     card_g3: CitizenCard,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server.set_fault("/ocsp", "down")  # and no CRL published
+    ocsp_server.set_fault("/ocsp", "down")  # and no CRL published
     with caplog.at_level(logging.WARNING, logger="moica_auth.revocation.policy"):
         result = real.checker(soft_fail=True).check(card_chain(card_g3), at=NOW)
     assert result.status == "unknown"

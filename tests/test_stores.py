@@ -16,20 +16,13 @@ from moica_auth.stores import (
     RedisStore,
     store_from_url,
 )
-from tests.stores_fixtures import (  # noqa: F401  (pytest finds fixtures in the module)
+from tests.stores_fixtures import (
     ManualClock,
     closed_port_url,
     redis_server_with,
-    store_case_fixture,
-    store_fixture,
 )
 
 # --- semantics shared by both stores --------------------------------------------------
-
-
-def test_implements_the_protocol(store: KeyValueStore) -> None:
-    assert isinstance(store, KeyValueStore)
-    store.ping()
 
 
 def test_get_set_delete(store: KeyValueStore) -> None:

@@ -139,12 +139,21 @@ def verifier(pki: TestPKI, at=None):
 # --------------------------------------------------------------------------- keys
 
 
+def _fresh_key(monkeypatch, cache: Path, seed: str, bits: int = 1024) -> rsa.RSAPrivateKey:
+    """``deterministic_rsa_key`` with the in-memory cache emptied and ``cache`` as the
+    disk cache: what a new test process would get."""
+    cache.mkdir(exist_ok=True)
+    monkeypatch.setenv("MOICA_AUTH_TEST_KEY_CACHE", str(cache))
+    keys_module.deterministic_rsa_key.cache_clear()
+    return keys_module.deterministic_rsa_key(seed, bits)
+
+
 def test_deterministic_key_depends_only_on_seed_and_bits(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOICA_AUTH_TEST_KEY_CACHE", str(tmp_path))
+    # Two empty caches: each key is derived afresh, so equality is the derivation's.
     seed = "unit-test-deterministic-key"
-    first = keys_module._derive_key(seed, 1024)
-    again = keys_module._derive_key(seed, 1024)
-    other = keys_module._derive_key(seed + "-other", 1024)
+    first = _fresh_key(monkeypatch, tmp_path / "a", seed)
+    again = _fresh_key(monkeypatch, tmp_path / "b", seed)
+    other = _fresh_key(monkeypatch, tmp_path / "c", seed + "-other")
     assert first.private_numbers() == again.private_numbers()
     assert first.private_numbers() != other.private_numbers()
     assert first.key_size == 1024
@@ -152,23 +161,35 @@ def test_deterministic_key_depends_only_on_seed_and_bits(tmp_path, monkeypatch):
 
 
 def test_deterministic_key_is_cached_on_disk(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOICA_AUTH_TEST_KEY_CACHE", str(tmp_path))
     seed = "unit-test-disk-cache"
-    key = keys_module.deterministic_rsa_key(seed, 1024)
+    key = _fresh_key(monkeypatch, tmp_path, seed)
     files = list(tmp_path.glob("rsa1024-*.pem"))
     assert len(files) == 1
     loaded = serialization.load_pem_private_key(files[0].read_bytes(), password=None)
     assert isinstance(loaded, rsa.RSAPrivateKey)
     assert loaded.private_numbers() == key.private_numbers()
+    # A new process reads that file: replace it with another valid key, and that is what
+    # comes back (proof that the file, not a new derivation, is used).
+    stand_in = _fresh_key(monkeypatch, tmp_path / "other", seed + "-stand-in")
+    files[0].write_bytes(
+        stand_in.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    assert _fresh_key(monkeypatch, tmp_path, seed).private_numbers() == stand_in.private_numbers()
 
 
 def test_corrupt_cache_file_is_replaced(tmp_path, monkeypatch):
-    monkeypatch.setenv("MOICA_AUTH_TEST_KEY_CACHE", str(tmp_path))
     seed = "unit-test-corrupt-cache"
-    path = keys_module._cache_path(seed, 1024)
+    expected = _fresh_key(monkeypatch, tmp_path / "clean", seed)
+    cache = tmp_path / "corrupt"
+    _fresh_key(monkeypatch, cache, seed)
+    (path,) = cache.glob("rsa1024-*.pem")
     path.write_bytes(b"not a key")
-    key = keys_module.deterministic_rsa_key(seed, 1024)
-    assert key.private_numbers() == keys_module._derive_key(seed, 1024).private_numbers()
+    key = _fresh_key(monkeypatch, cache, seed)
+    assert key.private_numbers() == expected.private_numbers()
     assert path.read_bytes().startswith(b"-----BEGIN PRIVATE KEY-----")
 
 

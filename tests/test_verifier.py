@@ -25,7 +25,6 @@ from moica_auth.testing.softcard import sign_response
 from moica_auth.validation.chain import ValidatedChain, ValidationPolicy
 from moica_auth.validation.trust import TrustStore
 from moica_auth.verifier import LoginVerifier, VerifiedLogin, VerifierConfig
-from moica_auth.verifier import RevocationChecker as RevocationCheckerProtocol
 from tests.validation_fixtures import AT, card, pki, trust, with_duplicate_extension
 
 CHALLENGE = b"moica-auth login v1\nnonce=verifier-test\norigin=https://rp.example\n"
@@ -342,12 +341,6 @@ class TestRevocation:
             _sign(card("G3")),
             "PKCS7",
         )
-
-    def test_checker_satisfies_the_protocol(self) -> None:
-        checker = RevocationChecker(
-            policy=RevocationPolicy(order=("crl",)), sources={"crl": TableSource()}
-        )
-        assert isinstance(checker, RevocationCheckerProtocol)
 
 
 class TestCheckCertificate:

@@ -442,6 +442,57 @@ def test_injected_cancel_leaves_the_pin_count_alone(server: VirtualCardServer) -
     assert sign(server)["ret_code"] == 0
 
 
+@pytest.mark.parametrize("code", [0x7600000D, 0x83000102, 0x76100001, 0x76990001])
+def test_fault_control_answers_any_code_once(server: VirtualCardServer, code: int) -> None:
+    assert post(server, "/_virtual/fault", {"ret_code": f"0x{code:X}"})["ret_code"] == 0
+    assert_failure(sign(server), code)
+    assert sign(server)["ret_code"] == 0  # used up
+
+
+def test_fault_control_sends_negative_int_forms(server: VirtualCardServer) -> None:
+    post(
+        server,
+        "/_virtual/fault",
+        {"ret_code": RET_CARD_LOGIN_FAILED, "last_error": LAST_TRIES_LEFT_2, "signed": True},
+    )
+    answer = sign(server)
+    # Only codes with the top bit set have a negative form (0x8…): 0x76… stay positive.
+    assert (answer["ret_code"], answer["last_error"]) == (RET_CARD_LOGIN_FAILED, -2147483646)
+    assert describe(answer["ret_code"], answer["last_error"]).tries_left == 2
+    post(server, "/_virtual/fault", {"ret_code": 0x83000102, "signed": True})
+    answer = sign(server)
+    assert answer["ret_code"] == 0x83000102 - (1 << 32)
+    assert describe(answer["ret_code"]).key == "wrong_card_moeaca"
+
+
+def test_fault_control_counts_and_clears(server: VirtualCardServer) -> None:
+    post(server, "/_virtual/fault", {"ret_code": RET_NO_READER, "count": 3})
+    assert_failure(sign(server), RET_NO_READER)
+    post(server, "/_virtual/fault", {"clear": True})
+    assert sign(server)["ret_code"] == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"ret_code": 0},
+        {"ret_code": "garbage"},
+        {"ret_code": 1 << 32},
+        {"ret_code": 0x76000006, "count": 0},
+        {"ret_code": 0x76000006, "count": True},
+        {"ret_code": 0x76000006, "count": 10**6},
+        {"ret_code": 0x76000006, "last_error": "x"},
+        {"ret_code": 0x76000006, "signed": "yes"},
+    ],
+)
+def test_fault_control_refuses_bad_bodies(server: VirtualCardServer, body: dict[str, Any]) -> None:
+    refused = requests.post(server.url + "/_virtual/fault", json=body, timeout=TIMEOUT)
+    assert refused.status_code == 400
+    assert refused.json()["ret_code"] == RET_BAD_REQUEST
+    assert sign(server)["ret_code"] == 0  # nothing injected
+
+
 def test_expired_certificate(cards: list[VirtualCard], citizen: CitizenCard) -> None:
     late = citizen.signing.certificate.not_valid_after_utc + timedelta(days=1)
     with _server(cards, clock=lambda: late) as srv:

@@ -20,7 +20,10 @@ port you choose:
 * ``GET /addDomain?domain=…``: asks to trust a site (``POST /addDomain`` confirms it);
 * ``POST /unlock``: ``{"card", "user_code", "new_pin"}``: the online unlock with the
   用戶代碼, for demos;
-* ``POST /_virtual/insert`` ``{"card"}`` and ``POST /_virtual/remove``: test controls.
+* ``POST /_virtual/insert`` ``{"card"}`` and ``POST /_virtual/remove``: test controls;
+* ``POST /_virtual/fault`` ``{"ret_code", "last_error", "count", "signed"}``: the next sign
+  requests answer with any HiPKI code (``{"clear": true}`` forgets it), so a test can
+  show what the citizen sees for each code of :mod:`moica_auth.hipki`.
 
 Card semantics follow the real card: the PIN is 6–8 digits; three wrong PINs in a row lock
 the card (``last_error`` 0x80000002, 0x80000001, then 0xA4); a correct PIN resets the count;
@@ -68,6 +71,27 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from moica_auth.certificate import CitizenCertificate
+from moica_auth.hipki import (
+    LAST_CARD_LOCKED,
+    LAST_PIN_LENGTH,
+    LAST_TRIES_LEFT_1,
+    LAST_TRIES_LEFT_2,
+    LAST_WRONG_PIN,
+    RET_CANCELLED,
+    RET_CARD_LOGIN_FAILED,
+    RET_CERT_EXPIRED,
+    RET_CERT_NOT_YET_VALID,
+    RET_JSON_ERROR,
+    RET_NO_CARD,
+    RET_NO_PIN,
+    RET_NO_READER,
+    RET_OK,
+    RET_PARAMETER_ERROR,
+    RET_SIGNER_TIMEOUT,
+    RET_SITE_NOT_TRUSTED,
+    RET_SITE_NOT_TRUSTED_INFO,
+    normalise_code,
+)
 from moica_auth.testing.httpserver import (
     ServerWithDaemonThreads,
     StartStopContext,
@@ -112,26 +136,9 @@ MAX_PIN_TRIES = 3
 MAX_USER_CODE_TRIES = 4
 _MAX_BODY = 1 << 20
 
-# ret_code values (DOMAIN.md, moica_auth/hipki.py).
-RET_OK = 0
-RET_NO_CARD = 0x76000006
-RET_NO_PIN = 0x76000998
-RET_CANCELLED = 0x76000999
-RET_SITE_NOT_TRUSTED = 0x7600000F  # answered to a sign request from an untrusted site
-RET_SITE_NOT_TRUSTED_INFO = 0x76000031  # answered to pkcs11info from an untrusted site
-RET_NO_READER = 0x76100003
-RET_CARD_LOGIN_FAILED = 0x76100006
-RET_CERT_NOT_YET_VALID = 0x76500001
-RET_CERT_EXPIRED = 0x76500002
-#: Not a documented HiPKI code: the virtual card's answer to a request it cannot parse.
-RET_BAD_REQUEST = 0x76000001
-
-# last_error values: the card's PIN state.
-LAST_WRONG_PIN = 0xA0
-LAST_PIN_LENGTH = 0xA2
-LAST_CARD_LOCKED = 0xA4
-LAST_TRIES_LEFT_2 = 0x80000002
-LAST_TRIES_LEFT_1 = 0x80000001
+# The codes the virtual card answers with; moica_auth.hipki owns their names and messages.
+#: The virtual card's answer to a request it cannot parse: the component's parameter error.
+RET_BAD_REQUEST = RET_PARAMETER_ERROR
 
 _PIN_RE = re.compile(r"[0-9]{6,8}")
 _DOMAIN_RE = re.compile(r"[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?|\[[0-9a-f:.]+\]")
@@ -237,6 +244,10 @@ class _Fault:
     ret_code: int
     last_error: int
     remaining: int
+
+
+def _as_signed(code: int) -> int:
+    return code - (1 << 32) if code & 0x80000000 else code
 
 
 def _answer(func: str, ret_code: int, last_error: int = 0, message: str = "") -> dict[str, Any]:
@@ -422,11 +433,33 @@ class VirtualCardServer(StartStopContext):
         with self._lock:
             return frozenset(self._trusted)
 
-    def inject_fault(self, ret_code: int, last_error: int = 0, *, count: int = 1) -> None:
+    def inject_fault(
+        self, ret_code: int, last_error: int = 0, *, count: int = 1, signed: bool = False
+    ) -> None:
         """Answer the next ``count`` sign requests with this failure (e.g. 0x76000999,
-        the user cancelled), before any PIN check, so the PIN counter is untouched."""
+        the user cancelled), before any PIN check, so the PIN counter is untouched.
+
+        Any 32-bit code is accepted, known to :mod:`moica_auth.hipki` or not, so a test
+        can show what the citizen sees for it. ``signed`` sends the codes as negative
+        ints, as some component builds do (0x80000002 as −2147483646).
+        ``ret_code`` 0 (success without a signature) and ``count`` outside 1–1000 raise
+        ``ValueError``.
+        """
+        ret = normalise_code(ret_code)
+        last = normalise_code(last_error)
+        if not ret or last is None:
+            raise ValueError("ret_code must be a nonzero 32-bit code, last_error a 32-bit code")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
+            raise ValueError("count must be 1 to 1000")
+        if signed:
+            ret, last = _as_signed(ret), _as_signed(last)
         with self._lock:
-            self._fault = _Fault(ret_code, last_error, count)
+            self._fault = _Fault(ret, last, count)
+
+    def clear_fault(self) -> None:
+        """Forget an injected fault that has not been used up."""
+        with self._lock:
+            self._fault = None
 
     def pin_tries_left(self, card_id: str) -> int:
         with self._lock:
@@ -692,7 +725,7 @@ _POPUP_HTML = """<!DOCTYPE html>
     }
     var func = request && request.func === "pkcs11info" ? "pkcs11info" : "sign";
     if (!request || typeof request !== "object") {
-      reply(event.origin, {func: func, ret_code: 0x76000001, last_error: 0,
+      reply(event.origin, {func: func, ret_code: __RET_JSON_ERROR__, last_error: 0,
                            message: "unreadable request"});
       return;
     }
@@ -706,14 +739,16 @@ _POPUP_HTML = """<!DOCTYPE html>
                  body: JSON.stringify(request), cache: "no-store"})
       .then(function (r) { return r.json(); })
       .then(function (result) { reply(event.origin, result); },
-            function () { reply(event.origin, {func: func, ret_code: 0x76000001,
+            function () { reply(event.origin, {func: func, ret_code: __RET_SIGNER_TIMEOUT__,
                                                last_error: 0, message: "component error"}); });
   });
   opener.postMessage(JSON.stringify({func: "getTbs"}), "*");
 })();
 </script>
 </body></html>
-"""
+""".replace("__RET_JSON_ERROR__", str(RET_JSON_ERROR)).replace(
+    "__RET_SIGNER_TIMEOUT__", str(RET_SIGNER_TIMEOUT)
+)
 
 
 class _Server(ServerWithDaemonThreads):
@@ -907,6 +942,8 @@ class _Handler(BaseHTTPRequestHandler):
                         body.get("new_pin"),  # type: ignore[arg-type]
                     )
                 )
+        elif path == "/_virtual/fault":
+            self._fault_control()
         elif path in ("/_virtual/insert", "/_virtual/remove"):
             body = self._json_body_or_refuse("control")
             if body is None:
@@ -922,6 +959,32 @@ class _Handler(BaseHTTPRequestHandler):
             self._json({**_answer("control", RET_OK), "inserted": self.card_server.inserted})
         else:
             self._json(_answer("", RET_BAD_REQUEST, 0, "not found"), 404)
+
+    def _fault_control(self) -> None:
+        """``POST /_virtual/fault`` ``{"ret_code", "last_error"?, "count"?, "signed"?}``:
+        the next ``count`` sign requests answer this failure (see ``inject_fault``);
+        ``{"clear": true}`` forgets it. Codes may be ints or decimal/``0x`` strings."""
+        body = self._json_body_or_refuse("control")
+        if body is None:
+            return
+        if body.get("clear") is True:
+            self.card_server.clear_fault()
+            self._json(_answer("control", RET_OK))
+            return
+        signed = body.get("signed", False)
+        try:
+            if not isinstance(signed, bool):
+                raise ValueError("signed must be true or false")
+            self.card_server.inject_fault(
+                body.get("ret_code"),  # type: ignore[arg-type]
+                body.get("last_error", 0),
+                count=body.get("count", 1),
+                signed=signed,
+            )
+        except ValueError as exc:
+            self._json(_answer("control", RET_BAD_REQUEST, 0, str(exc)), 400)
+            return
+        self._json(_answer("control", RET_OK))
 
     def do_OPTIONS(self) -> None:
         # No CORS, like the real component: preflights are refused.

@@ -9,13 +9,6 @@ from django.test.utils import CaptureQueriesContext
 from moica_auth.backends import MoicaBackend, MoicaToken
 from moica_auth.certificate import CitizenCertificate
 from moica_auth.models import CitizenIdentity
-from tests.django_fixtures import (  # noqa: F401 - fixtures
-    cards_fixture,
-    clock_fixture,
-    moica_settings_fixture,
-    pki_fixture,
-    store_kind_fixture,
-)
 
 pytestmark = pytest.mark.django_db
 

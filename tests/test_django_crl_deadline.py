@@ -24,13 +24,11 @@ from django.test import Client
 from moica_auth.services import get_services
 from moica_auth.testing.pki import TestPKI
 from tests.crl_fixtures import CrlHttpServer
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     ALICE_ID,
     Cards,
-    clock_fixture,
     get_challenge,
     login_body,
-    moica_settings_fixture,
     post_login,
     sign_challenge,
 )

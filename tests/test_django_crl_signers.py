@@ -18,15 +18,11 @@ from moica_auth.exceptions import ConfigurationError
 from moica_auth.services import get_services
 from moica_auth.testing.pki import CertifiedKey, TestPKI, key_usage
 from moica_auth.testing.responders import ResponderServer
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     app_clock,
     assert_refused,
-    cards_fixture,
-    clock_fixture,
     login_with_card,
-    moica_settings_fixture,
     pem_text,
-    pki_fixture,
 )
 
 pytestmark = pytest.mark.django_db

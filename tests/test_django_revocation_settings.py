@@ -17,14 +17,10 @@ from django.test import Client
 from moica_auth.revocation.crl import key_id
 from moica_auth.services import get_services
 from moica_auth.testing.responders import ResponderServer
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     app_clock,
     assert_refused,
-    cards_fixture,
-    clock_fixture,
     login_with_card,
-    moica_settings_fixture,
-    pki_fixture,
 )
 
 pytestmark = pytest.mark.django_db

@@ -26,15 +26,10 @@ from moica_auth.signing.evidence import verify_evidence
 from moica_auth.testing.pki import CitizenCard, TestPKI
 from moica_auth.testing.softcard import SoftCard
 from moica_auth.testing.tsa import TsaIdentities, TsaServer, tsa_identities
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     CLOCK,
     assert_refused,
-    cards_fixture,
-    clock_fixture,
     login_with_card,
-    moica_settings_fixture,
-    pki_fixture,
-    store_kind_fixture,
 )
 
 pytestmark = pytest.mark.django_db

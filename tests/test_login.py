@@ -37,14 +37,7 @@ from moica_auth.session import SESSION_KEY, SessionRecord
 from moica_auth.signals import moica_login_failed, moica_login_succeeded
 from moica_auth.testing.pki import CitizenCard
 from moica_auth.testing.softcard import SoftCard
-from tests.django_fixtures import (  # noqa: F401 - fixtures
-    ALICE_ID,
-    cards_fixture,
-    clock_fixture,
-    moica_settings_fixture,
-    pki_fixture,
-    store_kind_fixture,
-)
+from tests.django_fixtures import ALICE_ID
 
 pytestmark = pytest.mark.django_db
 

@@ -17,21 +17,14 @@ from django.test import Client
 
 from moica_auth.models import CitizenIdentity, LoginAttempt
 from moica_auth.testing.confirmation_server import ConfirmationServer
-from tests.confirmation_fixtures import (  # noqa: F401 - fixtures
+from tests.confirmation_fixtures import (
     AT,
     Party,
-    rp_fixture,
-    service_fixture,
 )
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     ALICE_BIRTH,
     ALICE_ID,
-    cards_fixture,
-    clock_fixture,
     login_with_card,
-    moica_settings_fixture,
-    pki_fixture,
-    store_kind_fixture,
 )
 from tests.test_django_attacks import same_last4_id
 from tests.test_django_confirmation import pem

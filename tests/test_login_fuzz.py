@@ -14,16 +14,11 @@ import pytest
 from django.contrib.auth import SESSION_KEY as AUTH_SESSION_KEY
 from django.test import Client
 
-from tests.django_fixtures import (  # noqa: F401 - fixtures
-    cards_fixture,
-    clock_fixture,
+from tests.django_fixtures import (
     csrf_header,
     get_challenge,
     login_body,
-    moica_settings_fixture,
-    pki_fixture,
     sign_challenge,
-    store_kind_fixture,
 )
 
 pytestmark = pytest.mark.django_db

@@ -18,14 +18,9 @@ from moica_auth.login import ClientInfo, LoginRefusal, PersonalInput, perform_lo
 from moica_auth.ratelimit import RateLimiter, Reservation
 from moica_auth.services import get_services
 from moica_auth.stores import MemoryStore
-from tests.django_fixtures import (  # noqa: F401 - fixtures
-    ALICE_BIRTH,
+from tests.django_fixtures import (
     ALICE_ID,
     TestRegistry,
-    cards_fixture,
-    clock_fixture,
-    moica_settings_fixture,
-    pki_fixture,
 )
 from tests.test_django_limits import serialized_database
 from tests.test_login import MemorySession, card_source

@@ -25,15 +25,11 @@ from moica_auth.services import get_services
 from moica_auth.stores import RedisStore, redis_client_from_url, store_from_url
 from moica_auth.testing.pki import TestPKI
 from moica_auth.testing.responders import ResponderServer
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     Cards,
     app_clock,
-    cards_fixture,
-    clock_fixture,
     csrf_header,
     login_body,
-    moica_settings_fixture,
-    pki_fixture,
     post_login,
     sign_challenge,
 )

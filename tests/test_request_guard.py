@@ -20,14 +20,9 @@ from django.test import Client, RequestFactory
 
 from moica_auth.models import LoginAttempt
 from moica_auth.request_guard import RequestBodyGuardMiddleware
-from tests.django_fixtures import (  # noqa: F401 - fixtures
+from tests.django_fixtures import (
     assert_refused,
-    cards_fixture,
-    clock_fixture,
     csrf_header,
-    moica_settings_fixture,
-    pki_fixture,
-    store_kind_fixture,
 )
 from tests.redis_server import free_port
 

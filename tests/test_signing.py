@@ -45,15 +45,9 @@ from moica_auth.testing.tsa import TsaIdentities, TsaServer, tsa_identities
 from moica_auth.validation.chain import ValidationPolicy
 from moica_auth.validation.trust import TrustStore
 from moica_auth.verifier import LoginVerifier, VerifierConfig
-from tests.ocsp_fixtures import (  # noqa: F401 - fixtures
+from tests.ocsp_fixtures import (
     CLIENT_TIMEOUT,
     NOW,
-    card_g2_fixture,
-    card_g3_fixture,
-    ocsp_pki_fixture,
-    responder_clock_fixture,
-    server_fixture,
-    session_server_fixture,
 )
 
 HASH_KEY = b"signing-tests-hash-key-0123456789"

@@ -20,13 +20,6 @@ from moica_auth.signing.evidence import verify_evidence
 from moica_auth.signing.request import digest_info
 from moica_auth.testing.pki import CitizenCard
 from moica_auth.testing.virtual_card import RET_BAD_REQUEST, VirtualCard, VirtualCardServer
-from tests.ocsp_fixtures import (  # noqa: F401 - fixtures
-    card_g3_fixture,
-    ocsp_pki_fixture,
-    responder_clock_fixture,
-    server_fixture,
-    session_server_fixture,
-)
 
 
 def _server(card: CitizenCard) -> tuple[VirtualCardServer, str]:

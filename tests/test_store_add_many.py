@@ -10,11 +10,7 @@ import pytest
 from moica_auth.challenge import ChallengeService
 from moica_auth.exceptions import ChallengeReused, ChallengeUnknown, StoreUnavailable
 from moica_auth.stores import KeyValueStore, MemoryStore, add_many
-from tests.stores_fixtures import (  # noqa: F401  (pytest finds fixtures in the module)
-    StoreCase,
-    store_case_fixture,
-    store_fixture,
-)
+from tests.stores_fixtures import StoreCase
 
 NOW = datetime(2026, 11, 27, 5, 0, tzinfo=UTC)
 

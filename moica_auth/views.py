@@ -215,8 +215,7 @@ def challenge_view(request: HttpRequest) -> JsonResponse:
     try:
         services = get_services()
         ip = client_ip(request)
-        services.limiter.check(ip=ip)
-        services.limiter.challenge_issued(ip=ip)
+        services.limiter.admit_challenge(ip=ip)
         # The challenge is bound to the session key, so the session must exist now;
         # a non-empty session is also what makes SessionMiddleware send the cookie.
         request.session[PENDING_KEY] = True

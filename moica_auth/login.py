@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from django.contrib.auth import authenticate
 from django.db import transaction
@@ -191,6 +192,9 @@ class HipkiCardSource:
         self.certificate = certificate
         self.card_sn = card_sn
         self.nonce = nonce
+        # The certificate parsed by claimed_fingerprint, handed on to the verifier so
+        # that it is not decoded and parsed a second time.
+        self._parsed: x509.Certificate | None = None
 
     def __repr__(self) -> str:
         return f"HipkiCardSource(signature_type={self.signature_type!r})"
@@ -198,7 +202,8 @@ class HipkiCardSource:
     def claimed_fingerprint(self) -> str | None:
         if self.certificate is None:
             return None
-        return load_certificate(self.certificate).fingerprint(hashes.SHA256()).hex()
+        self._parsed = load_certificate(self.certificate)
+        return self._parsed.fingerprint(hashes.SHA256()).hex()
 
     def obtain(
         self, services: Services, *, session_id: str, client: ClientInfo, at: datetime
@@ -211,7 +216,7 @@ class HipkiCardSource:
                 content=challenge.tbs_bytes(),
                 signature=self.signature,
                 signature_type=self.signature_type,
-                certificate=self.certificate,
+                certificate=self._parsed if self._parsed is not None else self.certificate,
                 # HiPKI may sign the nonce's text or the 32 bytes it encodes.
                 expected_nonces=(challenge.nonce_bytes(), challenge.nonce.encode("ascii")),
                 expected_card_number=self.card_sn,

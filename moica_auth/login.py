@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
@@ -49,6 +50,7 @@ from moica_auth.ratelimit import Reservation
 from moica_auth.revocation.types import RevocationResult
 from moica_auth.services import Services, get_services
 from moica_auth.session import SessionRecord
+from moica_auth.validation.trust import TrustStore
 
 __all__ = [
     "PERSONAL_FIELDS",
@@ -400,6 +402,7 @@ def _complete(
         previous=previous if previous is not None and previous.user_pk == str(user.pk) else None,
         revocation=revocation.as_json() if revocation else None,
         now=now,
+        configured=_trust_holds(services),
     )
     try:
         # One savepoint: a database error here rolls back the login's own writes and
@@ -443,6 +446,13 @@ def _complete(
         ),
         record=record,
     )
+
+
+def _trust_holds(services: Services) -> Callable[[x509.Certificate], bool] | None:
+    """``TrustStore.holds`` of the verifier's trust store (``None`` for a verifier
+    without one: the session record then keeps every intermediate)."""
+    trust = getattr(getattr(services.verifier, "config", None), "trust", None)
+    return trust.holds if isinstance(trust, TrustStore) else None
 
 
 def _verify_personal_data(

@@ -4,9 +4,12 @@ the session key."""
 
 from __future__ import annotations
 
+import base64
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.db import connection
@@ -19,6 +22,7 @@ from tests.django_fixtures import (  # noqa: F401 - fixtures
     csrf_header,
     get_challenge,
     login_body,
+    login_with_card,
     moica_settings_fixture,
     pki_fixture,
     post_login,
@@ -75,3 +79,47 @@ def test_the_login_still_rotates_the_session_key(moica_settings: Any, cards: Any
     assert after != before
     assert not Session.objects.filter(session_key=before).exists()
     assert Session.objects.get(session_key=after).get_decoded()["moica"]["fingerprint"]
+
+
+def _record(client: Client) -> dict[str, Any]:
+    key = client.cookies[settings.SESSION_COOKIE_NAME].value
+    record: dict[str, Any] = Session.objects.get(session_key=key).get_decoded()["moica"]
+    return record
+
+
+def test_the_record_leaves_out_the_intermediates_the_trust_store_holds(
+    moica_settings: Any, cards: Any, clock: Any
+) -> None:
+    moica_settings.MOICA_AUTH_RECHECK_INTERVAL = 60
+    client = Client()
+    assert login_with_card(client, cards.alice).status_code == 200
+    assert _record(client)["intermediates"] == []
+    # The re-check still validates the whole path (the configured CA comes from the
+    # trust store): past the certificate's expiry it ends the session.
+    clock.advance(61)
+    assert client.get("/moica/session/").json()["authenticated"] is True
+    clock.now = cards.alice.signing.certificate.not_valid_after_utc + timedelta(seconds=1)
+    assert client.get("/moica/session/").json() == {"authenticated": False}
+
+
+def test_the_record_keeps_the_intermediates_the_signature_carried(
+    moica_settings: Any, pki: Any, cards: Any
+) -> None:
+    moica_settings.MOICA_AUTH_INTERMEDIATES = []
+    ca = pki.moica("G3").certificate
+    client = Client()
+    response = login_with_card(client, cards.alice, sign_kwargs={"extra_certificates": [ca]})
+    assert response.status_code == 200, response.content
+    carried = base64.b64encode(ca.public_bytes(serialization.Encoding.DER)).decode()
+    assert _record(client)["intermediates"] == [carried]
+
+
+def test_a_configured_intermediate_removed_since_the_login_ends_the_session(
+    moica_settings: Any, cards: Any, clock: Any
+) -> None:
+    moica_settings.MOICA_AUTH_RECHECK_INTERVAL = 60
+    client = Client()
+    assert login_with_card(client, cards.alice).status_code == 200
+    moica_settings.MOICA_AUTH_INTERMEDIATES = []
+    clock.advance(61)
+    assert client.get("/moica/session/").json() == {"authenticated": False}

@@ -275,6 +275,10 @@ class TrustStore:
         """An :class:`IssuerSearch` over this store and ``extra`` for one validation."""
         return IssuerSearch(self, extra, verified_links=verified_links, verify=verify)
 
+    def holds(self, cert: x509.Certificate) -> bool:
+        """Whether ``cert`` (by DER) is one of this store's anchors or intermediates."""
+        return self._index(cert) is not None
+
     def _der_of(self, cert: x509.Certificate) -> bytes:
         """``cert``'s DER, without re-encoding it when it is one of the store's objects."""
         for position, own in enumerate(self._own):

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import base64
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Protocol
 
+from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from django.contrib.auth import authenticate
 from django.db import transaction
@@ -48,6 +50,7 @@ from moica_auth.ratelimit import Reservation
 from moica_auth.revocation.types import RevocationResult
 from moica_auth.services import Services, get_services
 from moica_auth.session import SessionRecord
+from moica_auth.validation.trust import TrustStore
 
 __all__ = [
     "PERSONAL_FIELDS",
@@ -191,6 +194,9 @@ class HipkiCardSource:
         self.certificate = certificate
         self.card_sn = card_sn
         self.nonce = nonce
+        # The certificate parsed by claimed_fingerprint, handed on to the verifier so
+        # that it is not decoded and parsed a second time.
+        self._parsed: x509.Certificate | None = None
 
     def __repr__(self) -> str:
         return f"HipkiCardSource(signature_type={self.signature_type!r})"
@@ -198,7 +204,8 @@ class HipkiCardSource:
     def claimed_fingerprint(self) -> str | None:
         if self.certificate is None:
             return None
-        return load_certificate(self.certificate).fingerprint(hashes.SHA256()).hex()
+        self._parsed = load_certificate(self.certificate)
+        return self._parsed.fingerprint(hashes.SHA256()).hex()
 
     def obtain(
         self, services: Services, *, session_id: str, client: ClientInfo, at: datetime
@@ -211,7 +218,7 @@ class HipkiCardSource:
                 content=challenge.tbs_bytes(),
                 signature=self.signature,
                 signature_type=self.signature_type,
-                certificate=self.certificate,
+                certificate=self._parsed if self._parsed is not None else self.certificate,
                 # HiPKI may sign the nonce's text or the 32 bytes it encodes.
                 expected_nonces=(challenge.nonce_bytes(), challenge.nonce.encode("ascii")),
                 expected_card_number=self.card_sn,
@@ -395,6 +402,7 @@ def _complete(
         previous=previous if previous is not None and previous.user_pk == str(user.pk) else None,
         revocation=revocation.as_json() if revocation else None,
         now=now,
+        configured=_trust_holds(services),
     )
     try:
         # One savepoint: a database error here rolls back the login's own writes and
@@ -438,6 +446,13 @@ def _complete(
         ),
         record=record,
     )
+
+
+def _trust_holds(services: Services) -> Callable[[x509.Certificate], bool] | None:
+    """``TrustStore.holds`` of the verifier's trust store (``None`` for a verifier
+    without one: the session record then keeps every intermediate)."""
+    trust = getattr(getattr(services.verifier, "config", None), "trust", None)
+    return trust.holds if isinstance(trust, TrustStore) else None
 
 
 def _verify_personal_data(

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 from moica_auth.conf import RateLimits
 from moica_auth.exceptions import TooManyAttempts
-from moica_auth.stores import KeyValueStore
+from moica_auth.stores import KeyValueStore, guarded_count, release_many
 
 __all__ = ["RateLimiter", "Reservation"]
 
@@ -61,6 +61,10 @@ def _ip_key(ip: str) -> str:
             )
     # Hash the subject: keys in a shared Redis should not be a list of client IPs.
     return hashlib.sha256(subject.encode("utf-8", "replace")).hexdigest()[:32]
+
+
+def _retry_after(left: float | None) -> int:
+    return max(1, math.ceil(left)) if left is not None else 1
 
 
 @dataclass
@@ -117,13 +121,19 @@ class RateLimiter:
         for kind, subject in subjects:
             if (kind, subject) in reservation.held:
                 continue
-            self._refuse_if_locked(kind, subject)
             limit, window, _ = self._limit(kind)
             slot = f"rl:{kind}:slot:{subject}"
-            if self.store.reserve(slot, limit=limit, ttl=window) is None:
-                left = self.store.ttl(slot)
-                retry_after = max(1, math.ceil(left)) if left is not None else 1
-                raise TooManyAttempts(f"{kind} attempts exhausted", retry_after=retry_after)
+            # The lock check and the reservation are one store step (one Redis round
+            # trip): a lock set by a concurrent failure is seen by the reservation itself.
+            found = guarded_count(
+                self.store, self._keys(kind, subject)[1], slot, limit=limit, ttl=window
+            )
+            if found.locked:
+                raise TooManyAttempts(f"{kind} locked", retry_after=_retry_after(found.ttl))
+            if found.count is None:
+                raise TooManyAttempts(
+                    f"{kind} attempts exhausted", retry_after=_retry_after(found.ttl)
+                )
             reservation.held.append((kind, subject))
 
     def settle(self, reservation: Reservation, *, counted: frozenset[str]) -> None:
@@ -131,6 +141,7 @@ class RateLimiter:
         that counts), count the failure (locking at the limit) and keep its slot; release
         every other slot. Clears ``reservation``."""
         held, reservation.held = reservation.held, []
+        released: list[str] = []
         for kind, subject in held:
             slot = f"rl:{kind}:slot:{subject}"
             if kind in counted:
@@ -141,7 +152,9 @@ class RateLimiter:
                     self.store.delete(fail)
                     self.store.delete(slot)
             else:
-                self.store.release(slot)
+                released.append(slot)
+        # Every slot a success (or an uncounted refusal) gives back, in one step.
+        release_many(self.store, released)
 
     def check(self, *, ip: str | None, fingerprint: str | None = None) -> None:
         """Raise :class:`TooManyAttempts` (with ``retry_after`` seconds) when locked."""
@@ -178,6 +191,29 @@ class RateLimiter:
             left = self.store.ttl(key)
             retry_after = max(1, math.ceil(left)) if left is not None else 1
             raise TooManyAttempts("too many challenges from this address", retry_after=retry_after)
+
+    def admit_challenge(self, *, ip: str | None) -> None:
+        """:meth:`check` of the address's lock and :meth:`challenge_issued`, as one store
+        step (one Redis round trip): a locked address is refused without counting."""
+        if not ip:
+            return
+        lim = self.limits
+        subject = _ip_key(ip)
+        key = f"rl:ip:challenges:{subject}"
+        found = guarded_count(
+            self.store,
+            self._keys("ip", subject)[1],
+            key,
+            limit=None,
+            ttl=lim.ip_challenge_window,
+        )
+        if found.locked:
+            raise TooManyAttempts("ip locked", retry_after=_retry_after(found.ttl))
+        if found.count is not None and found.count > lim.ip_challenges:
+            left = found.ttl if found.ttl is not None else self.store.ttl(key)
+            raise TooManyAttempts(
+                "too many challenges from this address", retry_after=_retry_after(left)
+            )
 
     def first_lock_refusal(self, *, ip: str | None) -> bool:
         """Whether this is the first lock refusal for ``ip`` within ``ip_lock`` seconds

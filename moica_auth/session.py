@@ -8,7 +8,8 @@
   AuthorityKeyIdentifier, which tells MOICA G2 from G3), ``card_serial``, ``name``,
   ``form`` (``"card"``/``"mobile"``);
 * ``cert``: the signing certificate (base64 DER; it is public) and ``intermediates``
-  (base64 DER, the path's CA certificates below the anchor) for revocation re-checks;
+  (base64 DER, the path's CA certificates below the anchor that the trust store does not
+  hold, i.e. those the signature carried) for revocation re-checks;
 * ``revocation``: ``{"status", "source", "checked_at"}`` of the last check, or ``None``
   when revocation checking is off; ``last_check``: ISO time of the last check.
 """
@@ -16,7 +17,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -88,11 +89,15 @@ class SessionRecord:
         previous: SessionRecord | None,
         revocation: Mapping[str, str] | None,
         now: datetime,
+        configured: Callable[[x509.Certificate], bool] | None = None,
     ) -> SessionRecord:
         """The record of a login just verified (``verified``: a ``VerifiedLogin``).
 
         Fields verified earlier in the session of the same user (``previous``) keep their
-        time; those verified now get ``now``."""
+        time; those verified now get ``now``. ``configured`` tells the path's CA
+        certificates that the verifier's trust store holds (``TrustStore.holds``): the
+        re-check finds those there, so the record keeps only the others (carried by the
+        signature), about halving what every request of the session decodes."""
         citizen = verified.citizen
         stamp = now.isoformat()
         merged: dict[str, str] = {}
@@ -112,9 +117,13 @@ class SessionRecord:
             name=citizen.name,
             form=citizen.form,
             cert=_der_b64(chain.leaf),
-            # The intermediates the path went through (the SignedData may have carried
-            # them), so a re-check builds the same path. Public data, like the leaf.
-            intermediates=tuple(_der_b64(c) for c in chain.chain[1:-1]),
+            # The intermediates the path went through that the trust store does not hold
+            # (the SignedData carried them), so a re-check builds the same path. Public
+            # data, like the leaf. A configured intermediate since removed from the
+            # store then fails the re-check, which ends the session (fail closed).
+            intermediates=tuple(
+                _der_b64(c) for c in chain.chain[1:-1] if configured is None or not configured(c)
+            ),
             revocation=dict(revocation) if revocation is not None else None,
         )
 

@@ -45,6 +45,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 from urllib.parse import (
     SplitResult,
@@ -71,15 +72,18 @@ from moica_auth.exceptions import ConfigurationError, StoreUnavailable
 __all__ = [
     "DEFAULT_PREFIX",
     "REDIS_ERRORS",
+    "GuardedCount",
     "KeyValueStore",
     "LazyCluster",
     "MemoryStore",
     "RedisClient",
     "RedisStore",
     "add_many",
+    "guarded_count",
     "is_cluster",
     "redis_client_from_url",
     "redis_url_from_mapping",
+    "release_many",
     "store_from_url",
 ]
 
@@ -459,6 +463,39 @@ end
 return 1
 """
 
+# A counter guarded by a lock, in one round trip: nothing is counted while KEYS[1] (the
+# lock) exists. ARGV[1] is the limit (the counter is not incremented at it, as in
+# _RESERVE_SCRIPT) or "" (always increment, as _INCR_SCRIPT); ARGV[2] the window in ms.
+# Answers {-1, lock PTTL} when locked, {-2, counter PTTL} at the limit, else {n, PTTL}.
+_GUARDED_COUNT_SCRIPT = """
+local left = redis.call('PTTL', KEYS[1])
+if left ~= -2 then
+  return {-1, left}
+end
+if ARGV[1] ~= '' then
+  local n = tonumber(redis.call('GET', KEYS[2]) or '0')
+  if n >= tonumber(ARGV[1]) then
+    return {-2, redis.call('PTTL', KEYS[2])}
+  end
+end
+local n = redis.call('INCR', KEYS[2])
+if redis.call('PTTL', KEYS[2]) == -1 then
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
+return {n, redis.call('PTTL', KEYS[2])}
+"""
+
+# _RELEASE_SCRIPT over several counters, in one round trip.
+_RELEASE_MANY_SCRIPT = """
+for i = 1, #KEYS do
+  local n = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if n > 0 then
+    redis.call('DECR', KEYS[i])
+  end
+end
+return 0
+"""
+
 
 def _ms(ttl: float) -> int:
     # Round up so a TTL never expires earlier than asked, and never becomes 0 (invalid).
@@ -501,6 +538,8 @@ class RedisStore:
         self._reserve = client.register_script(_RESERVE_SCRIPT)
         self._release = client.register_script(_RELEASE_SCRIPT)
         self._add_many = client.register_script(_ADD_MANY_SCRIPT)
+        self._guarded_count = client.register_script(_GUARDED_COUNT_SCRIPT)
+        self._release_many = client.register_script(_RELEASE_MANY_SCRIPT)
 
     @classmethod
     def from_url(
@@ -644,6 +683,34 @@ class RedisStore:
 
     def release(self, key: str) -> None:
         self._call(self._release, keys=[self._k(key)])
+
+    def guarded_count(
+        self, lock: str, counter: str, *, limit: int | None, ttl: float
+    ) -> GuardedCount:
+        """:func:`guarded_count` in one round trip (one Lua script, so also atomic).
+
+        A fenced store reads its locks through its own stamp check, and a Cluster refuses
+        a script whose two keys lie in different slots: both take the generic path."""
+        if self._fence or is_cluster(self._client):
+            return _guarded_count_generic(self, lock, counter, limit=limit, ttl=ttl)
+        _check_ttl(ttl)
+        args = ["" if limit is None else int(limit), _ms(ttl)]
+        answer = self._call(self._guarded_count, keys=[self._k(lock), self._k(counter)], args=args)
+        code, pttl = int(answer[0]), int(answer[1])
+        left = None if pttl < 0 else pttl / 1000.0
+        if code == -1:
+            return GuardedCount(locked=True, count=None, ttl=left)
+        return GuardedCount(locked=False, count=None if code < 0 else code, ttl=left)
+
+    def release_many(self, keys: list[str]) -> None:
+        """:meth:`release` of each key, in one round trip (one by one on a Cluster, whose
+        scripts take keys of one slot only)."""
+        if is_cluster(self._client):
+            for key in keys:
+                self.release(key)
+            return
+        if keys:
+            self._call(self._release_many, keys=[self._k(key) for key in keys])
 
     def ttl(self, key: str) -> float | None:
         pttl = int(self._call(self._client.pttl, self._k(key)))
@@ -877,6 +944,59 @@ def add_many(store: KeyValueStore, items: Mapping[str, bytes], *, ttl: float | N
     if callable(method):
         return bool(method(items, ttl=ttl))
     return all(store.add(key, value, ttl=ttl) for key, value in items.items())
+
+
+@dataclass(frozen=True)
+class GuardedCount:
+    """The answer of :func:`guarded_count`: whether the lock was set (then nothing was
+    counted), the counter's new value (``None`` when locked or at the limit) and the TTL
+    in seconds left on the lock when locked, else on the counter (``None``: none, or not
+    read: an unlimited count past which the caller refuses reads it with ``ttl``)."""
+
+    locked: bool
+    count: int | None
+    ttl: float | None
+
+
+def guarded_count(
+    store: KeyValueStore, lock: str, counter: str, *, limit: int | None, ttl: float
+) -> GuardedCount:
+    """Count one more on ``counter`` (a fixed window of ``ttl`` seconds) unless ``lock``
+    is set: with ``limit``, as :meth:`~KeyValueStore.reserve` (not counted at the limit);
+    without, as :meth:`~KeyValueStore.incr`.
+
+    A store may do it in one step (``RedisStore`` in one round trip); otherwise it is
+    ``get`` of the lock, then ``reserve`` or ``incr``, as callers did before."""
+    method = getattr(store, "guarded_count", None)
+    if callable(method):
+        return cast(GuardedCount, method(lock, counter, limit=limit, ttl=ttl))
+    return _guarded_count_generic(store, lock, counter, limit=limit, ttl=ttl)
+
+
+def _guarded_count_generic(
+    store: KeyValueStore, lock: str, counter: str, *, limit: int | None, ttl: float
+) -> GuardedCount:
+    if store.get(lock) is not None:
+        return GuardedCount(locked=True, count=None, ttl=store.ttl(lock))
+    count = (
+        store.incr(counter, ttl=ttl)
+        if limit is None
+        else store.reserve(counter, limit=limit, ttl=ttl)
+    )
+    # The counter's TTL only matters to a refusal at the limit; past an unlimited count
+    # the caller asks for it (``None`` here) when it needs it.
+    left = store.ttl(counter) if count is None else None
+    return GuardedCount(locked=False, count=count, ttl=left)
+
+
+def release_many(store: KeyValueStore, keys: list[str]) -> None:
+    """``store.release`` of each key; in one step when the store can (``release_many``)."""
+    method = getattr(store, "release_many", None)
+    if callable(method):
+        method(keys)
+        return
+    for key in keys:
+        store.release(key)
 
 
 # --- construction ---------------------------------------------------------------------

@@ -157,7 +157,7 @@ class LoginVerifier:
         content: bytes,
         signature: bytes | str,
         signature_type: str,
-        certificate: bytes | str | None = None,
+        certificate: bytes | str | x509.Certificate | None = None,
         expected_nonce: bytes | None = None,
         expected_nonces: Sequence[bytes] | None = None,
         expected_card_number: str | None = None,
@@ -165,10 +165,10 @@ class LoginVerifier:
     ) -> VerifiedLogin:
         """Verify a whole token: signature → chain → revocation, all at one time ``at``.
 
-        ``certificate`` is HiPKI's ``certb64`` (required for PKCS1; for PKCS7 it must
-        match the SignedData signer when given). The SignedData's other certificates
-        (RFC 5652 §5.1 ``certificates``) are offered to the path builder as untrusted
-        intermediates.
+        ``certificate`` is HiPKI's ``certb64``, or that certificate already parsed
+        (required for PKCS1; for PKCS7 it must match the SignedData signer when given).
+        The SignedData's other certificates (RFC 5652 §5.1 ``certificates``) are offered
+        to the path builder as untrusted intermediates.
 
         ``expected_nonces`` lists the encodings of the one issued nonce the signer may have
         signed (HiPKI is handed the nonce's base64url text; whether the component signs

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -29,7 +30,7 @@ from django.http.response import HttpResponseBase
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render, resolve_url
 from django.utils.decorators import decorator_from_middleware
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import http_date, url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt, ensure_csrf_cookie
@@ -215,12 +216,11 @@ def challenge_view(request: HttpRequest) -> JsonResponse:
     try:
         services = get_services()
         ip = client_ip(request)
-        services.limiter.check(ip=ip)
-        services.limiter.challenge_issued(ip=ip)
-        # The challenge is bound to the session key, so the session must exist now;
-        # a non-empty session is also what makes SessionMiddleware send the cookie.
+        services.limiter.admit_challenge(ip=ip)
+        # The challenge is bound to the session key, so the session must exist now.
+        fresh = not request.session.session_key
         request.session[PENDING_KEY] = True
-        if not request.session.session_key:
+        if fresh:
             request.session.save()
         challenge = services.challenges.issue(session_id=request.session.session_key or "")
     except MoicaAuthError as exc:
@@ -228,7 +228,7 @@ def challenge_view(request: HttpRequest) -> JsonResponse:
     except Exception as exc:  # a bug or a session-store failure: JSON, not an HTML 500
         logger.error("moica challenge failed unexpectedly: %s", type(exc).__name__)
         return _error_response(LoginUnavailable(type(exc).__name__))
-    return JsonResponse(
+    response = JsonResponse(
         {
             "nonce": challenge.nonce,
             "tbs": challenge.tbs,
@@ -237,6 +237,40 @@ def challenge_view(request: HttpRequest) -> JsonResponse:
             "hash_algorithm": "SHA256",
             "signature_type": "PKCS7",
         }
+    )
+    if fresh:
+        _send_saved_session(request, response)
+    return response
+
+
+def _send_saved_session(request: HttpRequest, response: HttpResponse) -> None:
+    """Send the cookie of a session this request has just saved, and tell
+    SessionMiddleware it has nothing left to write.
+
+    Left ``modified``, the session would be written twice (the INSERT that gave it its
+    key, then SessionMiddleware's UPDATE of the same data). The cookie is the one
+    SessionMiddleware would set, with the same settings.
+    """
+    from django.conf import settings
+
+    session = request.session
+    session.modified = False
+    if session.get_expire_at_browser_close():
+        max_age: int | None = None
+        expires: str | None = None
+    else:
+        max_age = session.get_expiry_age()
+        expires = http_date(time.time() + max_age)
+    response.set_cookie(
+        settings.SESSION_COOKIE_NAME,
+        session.session_key or "",
+        max_age=max_age,
+        expires=expires,
+        domain=settings.SESSION_COOKIE_DOMAIN,
+        path=settings.SESSION_COOKIE_PATH,
+        secure=bool(settings.SESSION_COOKIE_SECURE),
+        httponly=bool(settings.SESSION_COOKIE_HTTPONLY),
+        samesite=settings.SESSION_COOKIE_SAMESITE,
     )
 
 

@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import Final
 
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 from cryptography.x509.oid import ExtensionOID
 
+from moica_auth._x509 import verify_with_key
 from moica_auth.certificate import EXTENSION_ERRORS, load_certificates
 from moica_auth.exceptions import ConfigurationError, MalformedCertificate
 
@@ -120,35 +120,17 @@ def signature_verifies(cert: x509.Certificate, issuer: x509.Certificate) -> bool
     algorithms (SHA-1), so that the chain validator can report a *weak hash* rather than
     an *unknown issuer*. Whether the algorithm is acceptable is decided elsewhere.
     """
-    sig = cert.signature
-    tbs = cert.tbs_certificate_bytes
     try:
-        # Inside the try: a candidate's key type may be unknown to cryptography
-        # (UnsupportedAlgorithm), which means "does not verify", not a crash.
+        # A candidate's key type, or the certificate's signature algorithm, may be
+        # unknown to cryptography (UnsupportedAlgorithm): "does not verify", not a crash.
         key = issuer.public_key()
-        if isinstance(key, rsa.RSAPublicKey):
-            params = cert.signature_algorithm_parameters
-            hash_alg = cert.signature_hash_algorithm
-            if not isinstance(params, padding.PKCS1v15 | padding.PSS) or hash_alg is None:
-                return False
-            key.verify(sig, tbs, params, hash_alg)
-        elif isinstance(key, ec.EllipticCurvePublicKey):
-            params = cert.signature_algorithm_parameters
-            if not isinstance(params, ec.ECDSA):
-                return False
-            key.verify(sig, tbs, params)
-        elif isinstance(key, dsa.DSAPublicKey):
-            hash_alg = cert.signature_hash_algorithm
-            if hash_alg is None:
-                return False
-            key.verify(sig, tbs, hash_alg)
-        elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
-            key.verify(sig, tbs)
-        else:
-            return False
-    except (InvalidSignature, UnsupportedAlgorithm, ValueError, TypeError):
+        params = cert.signature_algorithm_parameters
+        hash_alg = cert.signature_hash_algorithm
+    except (UnsupportedAlgorithm, ValueError, TypeError):
         return False
-    return True
+    return verify_with_key(
+        key, cert.signature, cert.tbs_certificate_bytes, params=params, hash_algorithm=hash_alg
+    )
 
 
 def _require_ca(cert: x509.Certificate, role: str) -> None:
@@ -292,6 +274,10 @@ class TrustStore:
     ) -> IssuerSearch:
         """An :class:`IssuerSearch` over this store and ``extra`` for one validation."""
         return IssuerSearch(self, extra, verified_links=verified_links, verify=verify)
+
+    def holds(self, cert: x509.Certificate) -> bool:
+        """Whether ``cert`` (by DER) is one of this store's anchors or intermediates."""
+        return self._index(cert) is not None
 
     def _der_of(self, cert: x509.Certificate) -> bytes:
         """``cert``'s DER, without re-encoding it when it is one of the store's objects."""

@@ -165,7 +165,7 @@ def test_qr_mode_returns_a_server_rendered_qr_code(mobile: Any, phone_api: Virtu
     response = start(client, mode="qr")
     assert response.status_code == 200, response.content
     body = response.json()
-    assert body["qr"].startswith("<svg") and "<script" not in body["qr"]
+    assert body["qr"].startswith("data:image/svg+xml") and "script" not in body["qr"]
     request = phone_api.scan(body["sp_ticket"])
     phone_api.approve(request.ticket_id)
     answer = finish(client, body["transaction"])
@@ -348,3 +348,16 @@ def test_not_configured_is_a_503(moica_settings: Any) -> None:
     response = start(client)
     assert response.status_code == 503
     assert response.json()["code"] == "mobile_not_configured"
+
+
+def test_login_box_offers_the_mobile_certificate_beside_the_card(mobile: Any) -> None:
+    page = Client().get("/moica/login-page/?fields=id_number,birth_date").content.decode()
+    assert "data-moica-login" in page and "data-moica-mobile" in page
+    assert "行動自然人憑證" in page
+    assert 'data-moica-mobile-mode="push"' in page and 'data-moica-mobile-mode="qr"' in page
+    assert "/moica/mobile/status/" in page and "moica-auth-mobile.js" in page
+
+
+def test_login_box_without_the_setting_shows_only_the_card(moica_settings: Any) -> None:
+    page = Client().get("/moica/login-page/").content.decode()
+    assert "data-moica-login" in page and "data-moica-mobile" not in page

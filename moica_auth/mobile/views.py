@@ -219,14 +219,15 @@ def start_view(request: HttpRequest) -> JsonResponse:
 
 
 def qr_svg(text: str) -> str | None:
-    """The QR code of ``text`` as an inline SVG (rendered here, no script), or ``None``
-    when ``segno`` is not installed (the page then shows the ticket text)."""
+    """The QR code of ``text`` as an SVG ``data:`` URI for an ``<img>`` (rendered here;
+    an image cannot run script), or ``None`` when ``segno`` is not installed (the page
+    then shows the ticket text only)."""
     try:
         import segno
     except ImportError:
         return None
-    svg: str = segno.make(text, error="m").svg_inline(scale=4)
-    return svg
+    uri: str = segno.make(text, error="m").svg_data_uri(scale=4)
+    return uri
 
 
 @never_cache

@@ -12,6 +12,11 @@ Read from the environment:
   the household office's test key to (default ``example_site/var/state``).
 * ``MOICA_DEMO_DB``: the SQLite file (default ``example_site/var/db.sqlite3``).
 * ``MOICA_DEMO_NOW``: pins the demo clock (see :mod:`example_site.clock`).
+* ``MOICA_AUTH_MOBILE_API_URL``, ``MOICA_AUTH_MOBILE_SERVICE_ID``,
+  ``MOICA_AUTH_MOBILE_AES_KEY`` (base64): MOI's SP API for the mobile citizen
+  certificate; ``make demo`` sets them to its virtual SP API unless they are set.
+  ``MOICA_AUTH_MOBILE_POLL_INTERVAL`` (seconds) is honoured below 4 only for a loopback
+  (virtual) API.
 """
 
 from __future__ import annotations
@@ -141,6 +146,15 @@ MOICA_AUTH_REVOCATION = {
     "fetch_on_miss": True,
 }
 MOICA_AUTH_CLOCK = "example_site.clock.now"
+# The mobile citizen certificate (行動自然人憑證): on when its API is configured.
+if os.environ.get("MOICA_AUTH_MOBILE_API_URL"):
+    MOICA_AUTH_MOBILE = {
+        "api_url": os.environ["MOICA_AUTH_MOBILE_API_URL"],
+        "service_id": os.environ.get("MOICA_AUTH_MOBILE_SERVICE_ID", ""),
+        "aes_key": {"env": "MOICA_AUTH_MOBILE_AES_KEY"},  # never in this file or a log
+        "modes": ["push", "qr"],
+        "poll_interval": float(os.environ.get("MOICA_AUTH_MOBILE_POLL_INTERVAL") or 4),
+    }
 MOICA_AUTH_LOGIN_REDIRECT = "/"
 
 # The household office's document-signing certificate and key (PUBLIC TEST KEY).

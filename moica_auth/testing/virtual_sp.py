@@ -180,6 +180,12 @@ class VirtualSpApi(StartStopContext):
             self._phones[id_number] = card
         return card
 
+    def bind_phone(self, id_number: str, card: CitizenCard) -> None:
+        """Bind a phone holding ``card`` (an existing mobile certificate, e.g. the demo's
+        with its CRL/OCSP URLs) to ``id_number``."""
+        with self._lock:
+            self._phones[id_number] = card
+
     def phone(self, id_number: str) -> CitizenCard:
         return self._phones[id_number]
 

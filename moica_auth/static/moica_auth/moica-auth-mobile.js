@@ -131,8 +131,8 @@ export function bindMobile(form) {
     const mine = generation;
     clearTimeout(timer);
     const body = { mode, fields, next: form.dataset.next || "" };
-    for (const input of form.querySelectorAll("[data-moica-field]")) {
-      body[input.dataset.moicaField] = input.value.trim();
+    for (const input of form.querySelectorAll("[data-moica-mobile-field]")) {
+      body[input.dataset.moicaMobileField] = input.value.trim();
     }
     if (!body.id_number) {
       say(form.dataset.idRequiredText, true);

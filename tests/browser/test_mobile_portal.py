@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 import pytest
+import requests
 
 from example_site.citizens import citizen
 from tests.browser.conftest import Demo
@@ -128,3 +129,58 @@ def test_no_bound_phone_is_refused_before_anything_rings(page: Any, demo: Demo) 
     message = _wait_for_error(page)
     # "register at https://fido.moi.gov.tw", in the page's language.
     assert "https://fido.moi.gov.tw" in message and ("綁定" in message or "registered" in message)
+
+
+def _control(phone_url: str, **body: Any) -> None:
+    """The virtual SP API's test control (it runs in the demo's process)."""
+    api = phone_url.removesuffix("/phone/")
+    requests.post(f"{api}/_virtual/control", json=body, timeout=5).raise_for_status()
+
+
+def _show_qr(page: Any) -> str:
+    """Press 「顯示 QR Code」 and return the ticket text shown under the code."""
+    page.click(QR)
+    page.wait_for_selector("[data-moica-mobile-qr-image]:visible")
+    return str(page.locator("[data-moica-mobile-ticket]").inner_text()).strip()
+
+
+# The demo keeps MOI-like push limits (3 pushes per ID number per 10 minutes): the
+# tests below use the QR code/ticket, so they never meet the limit the push tests use.
+
+
+def test_tampered_idp_checksum_is_refused(page: Any, demo: Demo) -> None:
+    person = citizen("g3-mobile")
+    phone_url = _phone_url(page)
+    _open_labor_insurance_login(page)
+    ticket = _show_qr(page)
+    phone = _phone(page, phone_url, person.id_number)
+    phone.fill("input[name=sp_ticket]", ticket)
+    phone.locator("button", has_text="讀取").click()
+    request = _wait_for_request(phone, demo)
+    _control(phone_url, fault="bad_checksum")
+    try:
+        request.locator("button", has_text="同意").click()
+        message = _wait_for_error(page)
+    finally:
+        _control(phone_url, fault=None)
+    assert message in (
+        "無法確認行動自然人憑證服務回覆的真實性。",
+        "The answer of the mobile certificate service could not be authenticated.",
+    ), message
+    page.goto("/")
+    assert person.name not in str(page.locator("#status-detail").inner_text())
+
+
+def test_expired_qr_code_is_refused(page: Any, demo: Demo) -> None:
+    phone_url = _phone_url(page)
+    _open_labor_insurance_login(page)
+    assert _show_qr(page)
+    _control(phone_url, advance=700)  # past any time_limit (≤ 600 s)
+    try:
+        message = _wait_for_error(page)
+    finally:
+        _control(phone_url, advance=0)
+    assert message in (
+        "送到手機的請求已逾時，請重新開始。",
+        "The request to your phone has expired. Please start again.",
+    ), message

@@ -5,8 +5,11 @@
 2. the demo PKI (:mod:`example_site.demo_pki`; deterministic, keys cached under
    ``example_site/var/keys``), whose certificates point at those responders;
 3. the virtual HiPKI local component on 61161 with the demo cards, one inserted;
-   and a local RFC 3161 time-stamp authority (:mod:`moica_auth.testing.tsa`, a free
-   port) that ``MOICA_AUTH_SIGNING`` uses for the signed applications' evidence;
+   a local RFC 3161 time-stamp authority (:mod:`moica_auth.testing.tsa`, a free port)
+   that ``MOICA_AUTH_SIGNING`` uses for the signed applications' evidence; and the
+   virtual SP API of the mobile citizen certificate with its phone page on 8766 (the
+   g3-mobile citizen's phone holds the demo's mobile certificate), unless
+   ``MOICA_AUTH_MOBILE_API_URL`` points at a real one;
 4. the Django site (SQLite, migrated on start; in-process stores, or Redis with
    ``MOICA_AUTH_REDIS_URL``) on a threaded WSGI server at ``http://127.0.0.1:8000/``,
    trusting the demo roots and pointing the browser client at the virtual card.
@@ -39,7 +42,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from cryptography.hazmat.primitives import serialization
 
-from example_site.citizens import DEMO_CITIZENS
+from example_site.citizens import DEMO_CITIZENS, citizen
 from example_site.demo_pki import (
     DEFAULT_SEED,
     VAR_DIR,
@@ -56,6 +59,9 @@ logger = logging.getLogger("example_site.demo")
 DEFAULT_PORT = 8000
 DEFAULT_CARD_PORT = 61161
 DEFAULT_RESPONDER_PORT = 8765
+DEFAULT_MOBILE_PORT = 8766
+#: The demo citizen whose phone holds a mobile citizen certificate.
+MOBILE_SLUG = "g3-mobile"
 DEFAULT_INSERTED = "g3-card"
 
 
@@ -93,6 +99,16 @@ class DemoHandle:
     _thread: threading.Thread
     _stopped: bool = field(default=False)
     tsa: Any = None  # moica_auth.testing.tsa.TsaServer
+    #: The virtual SP API (None when MOICA_AUTH_MOBILE_API_URL names a real one).
+    sp_server: Any = None  # moica_auth.testing.virtual_sp.VirtualSpApi
+
+    @property
+    def mobile_api_url(self) -> str | None:
+        return self.sp_server.url if self.sp_server is not None else None
+
+    @property
+    def phone_url(self) -> str | None:
+        return self.sp_server.phone_url if self.sp_server is not None else None
 
     def insert(self, slug: str) -> None:
         """Put demo card ``slug`` into the virtual reader."""
@@ -113,6 +129,8 @@ class DemoHandle:
             "card_url": self.card_url,
             "responder_url": self.responder_url,
             "tsa_url": self.tsa.url if self.tsa is not None else None,
+            "mobile_api_url": self.mobile_api_url,
+            "phone_url": self.phone_url,
             "inserted": self.inserted,
             "cards": [
                 {
@@ -136,9 +154,29 @@ class DemoHandle:
         self._httpd.server_close()
         self._thread.join(timeout=10)
         self.card_server.stop()
+        if self.sp_server is not None:
+            self.sp_server.stop()
         self.responders.stop()
         if self.tsa is not None:
             self.tsa.stop()
+
+
+def _start_virtual_sp(demo: DemoPKI, *, host: str, port: int, poll_interval: float) -> Any:
+    """The virtual SP API (MOI's relying-party API) with the demo's mobile certificate in
+    the g3-mobile citizen's phone; the site is pointed at it through the environment
+    (example_site/settings.py), as it would be at MOI's test API."""
+    import base64
+
+    from moica_auth.testing.virtual_sp import VirtualSpApi
+
+    server = VirtualSpApi(pki=demo.pki, host=host, port=port).start()
+    person = citizen(MOBILE_SLUG)
+    server.bind_phone(person.id_number, demo.cards[MOBILE_SLUG])
+    os.environ["MOICA_AUTH_MOBILE_API_URL"] = server.url
+    os.environ["MOICA_AUTH_MOBILE_SERVICE_ID"] = server.service_id
+    os.environ["MOICA_AUTH_MOBILE_AES_KEY"] = base64.b64encode(server.aes_key).decode("ascii")
+    os.environ["MOICA_AUTH_MOBILE_POLL_INTERVAL"] = str(poll_interval)
+    return server
 
 
 def _start_responders(demo: DemoPKI, server: Any, clock: Callable[[], datetime]) -> None:
@@ -172,6 +210,8 @@ def start_demo(
     insert: str | None = DEFAULT_INSERTED,
     quiet: bool = True,
     seed: str = DEFAULT_SEED,
+    mobile_port: int = 0,
+    mobile_poll_interval: float = 4.0,
 ) -> DemoHandle:
     """Start the responders, the virtual card and the Django site in this process.
 
@@ -221,6 +261,16 @@ def start_demo(
         raise
     if insert:
         card_server.insert(insert)
+    sp_server = None
+    if not os.environ.get("MOICA_AUTH_MOBILE_API_URL"):
+        try:
+            sp_server = _start_virtual_sp(
+                demo, host=host, port=mobile_port, poll_interval=mobile_poll_interval
+            )
+        except BaseException:
+            card_server.stop()
+            responders.stop()
+            raise
 
     try:
         httpd = make_server(
@@ -232,6 +282,8 @@ def start_demo(
         )
     except BaseException:
         card_server.stop()
+        if sp_server is not None:
+            sp_server.stop()
         responders.stop()
         tsa.stop()
         raise
@@ -257,11 +309,14 @@ def start_demo(
         from example_site import runtime
 
         runtime.card_server = card_server
+        runtime.sp_server = sp_server
         # StaticFilesHandler serves moica_auth's browser client without collectstatic.
         httpd.set_app(StaticFilesHandler(get_wsgi_application()))
     except BaseException:
         httpd.server_close()
         card_server.stop()
+        if sp_server is not None:
+            sp_server.stop()
         responders.stop()
         tsa.stop()
         raise
@@ -278,6 +333,7 @@ def start_demo(
         _httpd=httpd,
         _thread=thread,
         tsa=tsa,
+        sp_server=sp_server,
     )
 
 
@@ -293,6 +349,12 @@ def _print_summary(handle: DemoHandle, *, redis_url: str | None) -> None:
     print(f"  virtual HiPKI card: {handle.card_url}  (inserted: {handle.inserted})")
     print(f"  CRL/OCSP responder: {handle.responder_url}")
     print(f"  time-stamp (TSA):   {handle.tsa.url}")
+    if handle.sp_server is not None:
+        phone = citizen(MOBILE_SLUG)
+        print(f"  virtual SP API:     {handle.mobile_api_url}  (行動自然人憑證, MOI's SP API)")
+        print(f"  virtual phone:      {handle.phone_url}?id={phone.id_number}  ({phone.name})")
+    else:
+        print(f"  mobile SP API:      {os.environ.get('MOICA_AUTH_MOBILE_API_URL')}")
     print(f"  stores:             {'Redis ' + redis_url if redis_url else 'in-process'}")
     print()
     print("  card         name    gen  form    status     PIN")
@@ -317,6 +379,13 @@ def _start_from_args(args: argparse.Namespace) -> DemoHandle:
         insert=args.insert or None,
         quiet=not args.verbose,
         seed=args.seed,
+        # Free ports (tests) pick a free one for the virtual SP API too.
+        mobile_port=(
+            args.mobile_port
+            if args.mobile_port is not None
+            else (0 if args.port == 0 else DEFAULT_MOBILE_PORT)
+        ),
+        mobile_poll_interval=args.mobile_poll_interval,
     )
 
 
@@ -329,6 +398,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="site port (0: free)")
     parser.add_argument("--card-port", type=int, default=DEFAULT_CARD_PORT)
     parser.add_argument("--responder-port", type=int, default=DEFAULT_RESPONDER_PORT)
+    parser.add_argument(
+        "--mobile-port",
+        type=int,
+        default=None,
+        help=f"virtual SP API port (default {DEFAULT_MOBILE_PORT}; 0 with --port=0)",
+    )
+    parser.add_argument(
+        "--mobile-poll-interval",
+        type=float,
+        default=4.0,
+        help="seconds between status polls against the virtual SP API (MOI: >= 4)",
+    )
     parser.add_argument(
         "--redis-url",
         default=os.environ.get("MOICA_AUTH_REDIS_URL") or None,

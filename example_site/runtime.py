@@ -11,7 +11,10 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from moica_auth.testing.virtual_card import VirtualCardServer
+    from moica_auth.testing.virtual_sp import VirtualSpApi
 
-__all__ = ["card_server"]
+__all__ = ["card_server", "sp_server"]
 
 card_server: VirtualCardServer | None = None
+#: The virtual SP API and phone page of the mobile citizen certificate (``make demo``).
+sp_server: VirtualSpApi | None = None

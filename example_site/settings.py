@@ -14,6 +14,11 @@ Read from the environment:
 * ``MOICA_DEMO_NOW``: pins the demo clock (see :mod:`example_site.clock`).
 * ``MOICA_DEMO_TSA_URL``: the demo's local time-stamp authority (set by
   ``example_site.demo``); with it, signed applications carry an RFC 3161 time-stamp.
+* ``MOICA_AUTH_MOBILE_API_URL``, ``MOICA_AUTH_MOBILE_SERVICE_ID``,
+  ``MOICA_AUTH_MOBILE_AES_KEY`` (base64): MOI's SP API for the mobile citizen
+  certificate; ``make demo`` sets them to its virtual SP API unless they are set.
+  ``MOICA_AUTH_MOBILE_POLL_INTERVAL`` (seconds) is honoured below 4 only for a loopback
+  (virtual) API.
 """
 
 from __future__ import annotations
@@ -165,6 +170,15 @@ MOICA_AUTH_SIGNING = (
     if _TSA_URL and _TSA_ROOT.is_file()
     else {}
 )
+# The mobile citizen certificate (行動自然人憑證): on when its API is configured.
+if os.environ.get("MOICA_AUTH_MOBILE_API_URL"):
+    MOICA_AUTH_MOBILE = {
+        "api_url": os.environ["MOICA_AUTH_MOBILE_API_URL"],
+        "service_id": os.environ.get("MOICA_AUTH_MOBILE_SERVICE_ID", ""),
+        "aes_key": {"env": "MOICA_AUTH_MOBILE_AES_KEY"},  # never in this file or a log
+        "modes": ["push", "qr"],
+        "poll_interval": float(os.environ.get("MOICA_AUTH_MOBILE_POLL_INTERVAL") or 4),
+    }
 MOICA_AUTH_LOGIN_REDIRECT = "/"
 
 # The household office's document-signing certificate and key (PUBLIC TEST KEY).

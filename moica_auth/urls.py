@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from moica_auth import views
+from moica_auth.mobile import views as mobile_views
 
 app_name = "moica"
 
@@ -14,4 +15,7 @@ urlpatterns = [
     path("login/", views.login_view, name="login"),
     path("logout/", views.logout_view, name="logout"),
     path("login-page/", views.login_page_view, name="login-page"),
+    # The mobile citizen certificate (行動自然人憑證): moica_auth/mobile/views.py.
+    path("mobile/start/", mobile_views.start_view, name="mobile-start"),
+    path("mobile/status/", mobile_views.status_view, name="mobile-status"),
 ]

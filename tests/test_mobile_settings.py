@@ -126,3 +126,25 @@ def test_app_checks_include_the_mobile_checks() -> None:
     with override_settings(MOICA_AUTH_MOBILE={**GOOD, "aes_key": "c2hvcnQ="}):
         ids = [m.id for m in check_settings()]
     assert "moica_auth.E021" in ids
+
+
+@pytest.mark.parametrize(
+    ("url", "allowed"),
+    [
+        ("http://127.0.0.1:8766", True),
+        ("http://[::1]:8766", True),
+        ("https://fidoapi.moi.gov.tw", False),
+        ("https://fidoapi-test.moi.gov.tw", False),
+    ],
+)
+def test_polling_below_4s_only_against_a_loopback_api(url: str, allowed: bool) -> None:
+    """The virtual SP API of tests and the demo may be polled fast; MOI never."""
+    with override_settings(MOICA_AUTH_MOBILE={**GOOD, "api_url": url, "poll_interval": 0.5}):
+        if allowed:
+            parsed = mobile_settings()
+            assert parsed is not None and parsed.poll_interval == 0.5
+            assert not [m for m in check_mobile() if m.id == "moica_auth.E020"]
+        else:
+            with pytest.raises(ConfigurationError):
+                mobile_settings()
+            assert [m.id for m in check_mobile()] == ["moica_auth.E020"]

@@ -108,3 +108,19 @@ def test_web_redirect_rejects_a_bad_sp_checksum(vsp: VirtualSpApi, client: SpApi
     assert form["error_code"].endswith("INV_SP_CHECKSUM")
     with pytest.raises(MobileServiceMisconfigured):
         client.verify_web_callback(form, transaction_id=redirect.transaction_id)
+
+
+def test_test_control_sets_faults_and_the_clock(vsp: VirtualSpApi) -> None:
+    url = f"{vsp.url}/_virtual/control"
+    assert requests.post(url, json={"fault": "bad_checksum"}, timeout=5).status_code == 200
+    assert vsp.fault == "bad_checksum"
+    assert requests.post(url, json={"fault": None}, timeout=5).status_code == 200
+    assert vsp.fault is None
+    for bad in ({"fault": "no-such-fault"}, {"advance": -1}, {"advance": "x"}, [1]):
+        assert requests.post(url, json=bad, timeout=5).status_code == 400
+    assert vsp.fault is None
+    before = vsp.clock()
+    assert requests.post(url, json={"advance": 700}, timeout=5).status_code == 200
+    assert vsp.clock() - before >= 699
+    requests.post(url, json={"advance": 0}, timeout=5).raise_for_status()
+    assert vsp.clock() - before < 60

@@ -16,4 +16,5 @@ def portal(request: HttpRequest) -> dict[str, Any]:
         "moica": moica_from_request(request),
         "demo_reader": server is not None,
         "inserted_card": server.inserted if server is not None else None,
+        "demo_phone_url": runtime.sp_server.phone_url if runtime.sp_server is not None else None,
     }

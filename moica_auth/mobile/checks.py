@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
 
 from moica_auth.exceptions import ConfigurationError
-from moica_auth.mobile.settings import _is_loopback, parse_mobile_settings, read_key
+from moica_auth.mobile.settings import _is_loopback, mobile_settings, read_key
 
 __all__ = ["check_mobile", "check_mobile_deploy"]
 
@@ -60,7 +60,7 @@ def check_mobile() -> list[CheckMessage]:
             )
     if not messages:
         try:
-            parse_mobile_settings(raw)
+            mobile_settings()  # the parse the site uses (fast polling only on loopback)
         except ConfigurationError as exc:
             messages.append(Error(str(exc.detail), id="moica_auth.E020"))
     return messages

@@ -103,6 +103,8 @@ class MobileCredential:
     verified: VerifiedLogin
     challenge: Challenge
     id_number: IdNumber = field(repr=False)
+    #: The phone's signature as MOI returned it (kept in the login's audit row).
+    signed_response: str = field(default="", repr=False)
     channel: str = CHANNEL
     form: str = FORM
 
@@ -313,7 +315,12 @@ class MobileCredentialSource:
         )
         number = parse_id_number(self._open(record["id"]))
         check_last4(number, verified.citizen.id_last4)
-        return MobileCredential(verified=verified, challenge=challenge, id_number=number)
+        return MobileCredential(
+            verified=verified,
+            challenge=challenge,
+            id_number=number,
+            signed_response=answer.signed_response,
+        )
 
     def verify_mobile_signature(
         self,

@@ -128,6 +128,29 @@ def moica_login_box(
         "timeout_ms": timeout_ms,
         # Forwarded so {% csrf_token %} works inside the inclusion template.
         "csrf_token": context.get("csrf_token"),
+        "mobile": mobile_box(),
+    }
+
+
+def mobile_box() -> dict[str, Any] | None:
+    """The 「行動自然人憑證」 part of the box: the enabled modes (push, QR code) and the
+    endpoint URLs, or ``None`` when ``MOICA_AUTH_MOBILE`` is not set. A wrong setting
+    also hides it (system check E020 says why; the card login stays usable)."""
+    from moica_auth.exceptions import ConfigurationError
+    from moica_auth.mobile.settings import mobile_settings
+
+    try:
+        parsed = mobile_settings()
+    except ConfigurationError:
+        return None
+    if parsed is None:
+        return None
+    return {
+        "push": "push" in parsed.modes,
+        "qr": "qr" in parsed.modes,
+        "poll_seconds": parsed.poll_interval,
+        "start_url": reverse("moica:mobile-start"),
+        "status_url": reverse("moica:mobile-status"),
     }
 
 

@@ -127,6 +127,7 @@ class VirtualSpApi(StartStopContext):
         self.pki = pki or default_pki()
         self.host, self.port = host, port
         self.clock = clock
+        self._unshifted_clock = clock
         self.fault: str | None = None
         self.slow_seconds = 2.0
         self.calls: dict[str, int] = {name: 0 for name in _PATHS.values()}
@@ -179,6 +180,12 @@ class VirtualSpApi(StartStopContext):
         with self._lock:
             self._phones[id_number] = card
         return card
+
+    def bind_phone(self, id_number: str, card: CitizenCard) -> None:
+        """Bind a phone holding ``card`` (an existing mobile certificate, e.g. the demo's
+        with its CRL/OCSP URLs) to ``id_number``."""
+        with self._lock:
+            self._phones[id_number] = card
 
     def phone(self, id_number: str) -> CitizenCard:
         return self._phones[id_number]
@@ -603,6 +610,9 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path.startswith("/phone/"):
             self._phone_post(parts.path, raw)
             return
+        if parts.path == "/_virtual/control":
+            self._control(raw)
+            return
         if parts.path.startswith("/fidoRedirect/"):
             form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
             page = api.web_page(parts.path, form)
@@ -629,6 +639,30 @@ class _Handler(BaseHTTPRequestHandler):
             return
         answer = api.handle(name, body)
         self._send(200, json.dumps(answer, ensure_ascii=False).encode(), "application/json")
+
+    def _control(self, raw: bytes) -> None:
+        """Test control for a server in another process (the demo): ``{"fault": name |
+        null}`` sets a fault mode; ``{"advance": seconds}`` sets the server's clock that far
+        ahead of its own (ticket expiry; ``0`` resets it)."""
+        try:
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                raise ValueError
+            if "fault" in data:
+                fault = data["fault"]
+                if fault is not None and fault not in FAULTS:
+                    raise ValueError
+                self.api.fault = fault
+            if "advance" in data:
+                seconds = float(data["advance"])
+                if not 0 <= seconds <= 86400:
+                    raise ValueError
+                base = self.api._unshifted_clock
+                self.api.clock = lambda: base() + seconds
+        except (ValueError, TypeError):
+            self._send(400, b'{"ok": false}', "application/json")
+            return
+        self._send(200, b'{"ok": true}', "application/json")
 
     def _phone_post(self, path: str, raw: bytes) -> None:
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}

@@ -16,18 +16,13 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from tests.django_fixtures import (  # noqa: F401 - fixtures
-    cards_fixture,
-    clock_fixture,
+from tests.django_fixtures import (
     csrf_header,
     get_challenge,
     login_body,
     login_with_card,
-    moica_settings_fixture,
-    pki_fixture,
     post_login,
     sign_challenge,
-    store_kind_fixture,
 )
 
 pytestmark = pytest.mark.django_db

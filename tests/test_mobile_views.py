@@ -25,22 +25,9 @@ from moica_auth.testing.virtual_sp import VirtualSpApi
 from tests.django_fixtures import (
     ALICE_ID,
     BOB_ID,
-    cards_fixture,
-    clock_fixture,
     csrf_header,
-    moica_settings_fixture,
-    pki_fixture,
-    store_kind_fixture,
 )
 from tests.mobile_fixtures import TableSource
-
-__all__ = [
-    "cards_fixture",
-    "clock_fixture",
-    "moica_settings_fixture",
-    "pki_fixture",
-    "store_kind_fixture",
-]
 
 pytestmark = pytest.mark.django_db
 

@@ -81,7 +81,7 @@ def tsa_fixture(tsa_server: TsaServer, tsa_ids: TsaIdentities) -> Iterator[TsaCl
 
 
 @pytest.fixture(name="verifier")
-def verifier_fixture(ocsp_pki: TestPKI, server: Any) -> LoginVerifier:
+def verifier_fixture(ocsp_pki: TestPKI, ocsp_server: Any) -> LoginVerifier:
     checker = RevocationChecker(
         policy=RevocationPolicy(order=("ocsp",), intermediates=RevocationRule.NEVER),
         sources={"ocsp": OcspSource(timeout=CLIENT_TIMEOUT)},
@@ -248,9 +248,9 @@ def test_refuses_another_citizens_certificate(
 
 
 def test_refuses_revoked_certificate(
-    card_g3: CitizenCard, verifier: LoginVerifier, server: Any
+    card_g3: CitizenCard, verifier: LoginVerifier, ocsp_server: Any
 ) -> None:
-    server.set_status(
+    ocsp_server.set_status(
         card_g3.signing.certificate.serial_number, "revoked", revoked_at=NOW - timedelta(days=1)
     )
     request = make_request(card_g3)

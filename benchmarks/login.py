@@ -43,13 +43,9 @@ import gc
 import io
 import json
 import os
-import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -307,46 +303,6 @@ class Visitor:
 
 
 # --- Redis ---------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def redis_server() -> Iterator[tuple[str, int]]:
-    """A throw-away ``redis-server`` on a free loopback port: (URL, pid)."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed")
-    port = _free_port()
-    workdir = tempfile.mkdtemp(prefix="moica-bench-redis-")
-    args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-    proc = subprocess.Popen(
-        [binary, *args, "--dir", workdir],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.2) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline or proc.poll() is not None:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0", proc.pid
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _process_cpu(pid: int) -> float:
@@ -662,7 +618,10 @@ def contextlib_redis(skip: bool) -> Iterator[tuple[str, int] | None]:
     if skip:
         yield None
         return
-    with redis_server() as found:
+    # The launcher the tests use (benchmarks/revocation.py does the same).
+    from tests.redis_server import redis_process
+
+    with redis_process() as found:
         yield found
 
 

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import redis
 
+from tests.redis_server import redis_server_args
+
 MASTER_NAME = "moica"
 #: Sentinel's down-after-milliseconds: how long a master may be silent before a failover.
 DOWN_AFTER_MS = 1000
@@ -97,22 +99,7 @@ def _start(args: list[str], port: int, workdir: Path, name: str) -> _Process:
 
 
 def _server_args(port: int, workdir: Path, *extra: str) -> list[str]:
-    binary = shutil.which("redis-server")
-    assert binary is not None
-    return [
-        binary,
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(workdir),
-        *extra,
-    ]
+    return redis_server_args(port, str(workdir), *extra)
 
 
 @dataclass

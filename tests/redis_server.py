@@ -17,33 +17,35 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@contextmanager
-def redis_server(*extra: str) -> Iterator[str]:
-    """Yield the URL of a fresh redis-server on 127.0.0.1; stop it afterwards.
-
-    ``extra`` arguments go on the server's command line after the defaults (to simulate
-    an old server without GETDEL, say).
-    """
+def redis_server_args(port: int, workdir: str, *extra: str) -> list[str]:
+    """The command line of a throw-away server: loopback only, nothing written to disk."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed: apt-get install redis-server")
+    return [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        workdir,
+        *extra,
+    ]
+
+
+@contextmanager
+def redis_process(*extra: str) -> Iterator[tuple[str, int]]:
+    """Like :func:`redis_server`, but yields (URL, pid): the benchmarks read the server's
+    CPU time from its pid."""
     port = free_port()
     workdir = tempfile.mkdtemp(prefix="moica-redis-")
     proc = subprocess.Popen(
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            *extra,
-        ],
+        redis_server_args(port, workdir, *extra),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -60,8 +62,19 @@ def redis_server(*extra: str) -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError("redis-server did not start")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc.pid
     finally:
         proc.terminate()
         proc.wait(timeout=10)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def redis_server(*extra: str) -> Iterator[str]:
+    """Yield the URL of a fresh redis-server on 127.0.0.1; stop it afterwards.
+
+    ``extra`` arguments go on the server's command line after the defaults (to simulate
+    an old server without GETDEL, say).
+    """
+    with redis_process(*extra) as (url, _pid):
+        yield url

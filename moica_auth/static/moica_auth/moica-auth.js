@@ -617,7 +617,8 @@ export function pickSigningCertificate(info) {
   return null;
 }
 
-function readJsonScript(id) {
+/** The JSON of a json_script block by element id, or null (absent or unreadable). */
+export function readJsonScript(id) {
   const node = id ? document.getElementById(id) : null;
   if (!node) {
     return null;
@@ -626,6 +627,26 @@ function readJsonScript(id) {
     return JSON.parse(node.textContent);
   } catch (e) {
     return null;
+  }
+}
+
+/**
+ * Write a message into a status element (no-op without one); `error` styles it as a
+ * refusal; `link` ({href, text}) appends a link, only for http(s) addresses.
+ */
+export function showStatus(status, text, { error = false, link = null } = {}) {
+  if (!status) {
+    return;
+  }
+  status.textContent = text;
+  status.classList.toggle("moica-error", error);
+  if (link && /^https?:\/\//i.test(link.href)) {
+    const a = document.createElement("a");
+    a.href = link.href;
+    a.target = "_blank";
+    a.rel = "noopener";
+    a.textContent = link.text;
+    status.append(" ", a);
   }
 }
 
@@ -669,21 +690,7 @@ export function autoBind(form, options = {}) {
     return input ? input.value.trim() : null;
   };
 
-  const show = (text, { error = false, link = null } = {}) => {
-    if (!status) {
-      return;
-    }
-    status.textContent = text;
-    status.classList.toggle("moica-error", error);
-    if (link && /^https?:\/\//i.test(link.href)) {
-      const a = document.createElement("a");
-      a.href = link.href;
-      a.target = "_blank";
-      a.rel = "noopener";
-      a.textContent = link.text;
-      status.append(" ", a);
-    }
-  };
+  const show = (text, options) => showStatus(status, text, options);
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();

@@ -11,22 +11,18 @@
  * the text or the tbs, so what the page shows is what the card signs.
  */
 
-import { MoicaClient, MoicaError, PIN_PATTERN, hexCode, sameSiteRedirect } from "./moica-auth.js";
+import {
+  MoicaClient,
+  MoicaError,
+  PIN_PATTERN,
+  hexCode,
+  readJsonScript,
+  sameSiteRedirect,
+  showStatus,
+} from "./moica-auth.js";
 
 const SIGNATURE_TYPES = ["PKCS7", "RAW"];
 const RESULT_FUNCS = ["sign", "MakeSignature"];
-
-function readJson(id) {
-  const node = id ? document.getElementById(id) : null;
-  if (!node) {
-    return null;
-  }
-  try {
-    return JSON.parse(node.textContent);
-  } catch (e) {
-    return null;
-  }
-}
 
 /**
  * Sign one request. Call it directly from a click handler: the popup opens before the
@@ -106,7 +102,7 @@ export function bindSignSection(section, options = {}) {
   try {
     client = new MoicaClient({
       componentUrl: data.componentUrl,
-      messages: readJson(data.messagesId),
+      messages: readJsonScript(data.messagesId),
       endpoints: { session: data.sessionUrl },
       csrfToken: () => {
         const input = section.querySelector('input[name="csrfmiddlewaretoken"]');
@@ -118,25 +114,11 @@ export function bindSignSection(section, options = {}) {
     console.error("moica-auth: signing not bound:", e && e.message);
     return null;
   }
-  const hipkiRequest = readJson(data.requestJsonId);
+  const hipkiRequest = readJsonScript(data.requestJsonId);
   const status = section.querySelector("[data-moica-status]");
   const button = section.querySelector("[data-moica-sign-button]");
   const form = section.querySelector("form[data-moica-sign-form]");
-  const show = (text, { error = false, link = null } = {}) => {
-    if (!status) {
-      return;
-    }
-    status.textContent = text;
-    status.classList.toggle("moica-error", error);
-    if (link && /^https?:\/\//i.test(link.href)) {
-      const a = document.createElement("a");
-      a.href = link.href;
-      a.target = "_blank";
-      a.rel = "noopener";
-      a.textContent = link.text;
-      status.append(" ", a);
-    }
-  };
+  const show = (text, options) => showStatus(status, text, options);
   const start = (event) => {
     if (event) {
       event.preventDefault();

@@ -66,6 +66,7 @@ from moica_auth.stores import KeyValueStore
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
+    "OcspExchange",
     "OcspSource",
     "PreparedRequest",
     "build_request",
@@ -204,6 +205,15 @@ def _responder_matches(response: ocsp.OCSPResponse, certificate: x509.Certificat
     return response.responder_name == certificate.subject
 
 
+@dataclass(frozen=True)
+class OcspExchange:
+    """A verified OCSP answer with the raw response it came in and the nonce sent."""
+
+    status: CertStatus
+    response: bytes
+    nonce: bytes | None
+
+
 class OcspSource:
     """Certificate status by OCSP (RFC 6960), verified, cached and single-flighted.
 
@@ -306,6 +316,13 @@ class OcspSource:
         self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime, url: str
     ) -> CertStatus:
         """One uncached request/verify round trip (RFC 6960 §4.1, §4.2, App. A.1)."""
+        return self.exchange(certificate=certificate, issuer=issuer, at=at, url=url).status
+
+    def exchange(
+        self, *, certificate: x509.Certificate, issuer: x509.Certificate, at: datetime, url: str
+    ) -> OcspExchange:
+        """:meth:`fetch`, keeping the raw response and the nonce sent: what signing
+        evidence records so that an auditor can verify the answer again offline."""
         nonce = None if url in self.nonce_optout else secrets.token_bytes(NONCE_LENGTH)
         request = build_request(certificate=certificate, issuer=issuer, nonce=nonce)
         prepared = PreparedRequest(
@@ -316,7 +333,8 @@ class OcspSource:
             serial_number=request.serial_number,
         )
         body = self._post(url, prepared.der)
-        return self.verify_response(body, request=prepared, issuer=issuer, at=at, url=url)
+        status = self.verify_response(body, request=prepared, issuer=issuer, at=at, url=url)
+        return OcspExchange(status=status, response=body, nonce=nonce)
 
     # --- verification ---------------------------------------------------------------
 

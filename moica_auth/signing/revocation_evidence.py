@@ -20,23 +20,19 @@ from __future__ import annotations
 
 import base64
 import re
-import secrets
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import requests
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 
-from moica_auth.exceptions import OcspInvalid, RevocationUnavailable
-from moica_auth.revocation.ocsp import OcspSource, PreparedRequest, build_request
+from moica_auth.exceptions import RevocationUnavailable
+from moica_auth.revocation.ocsp import OcspSource
 from moica_auth.revocation.policy import RevocationChecker
 from moica_auth.revocation.types import CertStatus, SourceName
 
 __all__ = ["RevocationRecorder", "recording_checker"]
-
-_OCSP_NONCE_BYTES = 32
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -84,50 +80,20 @@ class _RecordingOcsp:
         url = self.inner.url_for(certificate)
         if url is None:
             raise RevocationUnavailable("certificate names no OCSP responder")
-        nonce = None if url in self.inner.nonce_optout else secrets.token_bytes(_OCSP_NONCE_BYTES)
-        request = build_request(certificate=certificate, issuer=issuer, nonce=nonce)
-        prepared = PreparedRequest(
-            der=request.public_bytes(serialization.Encoding.DER),
-            nonce=nonce,
-            issuer_name_hash=request.issuer_name_hash,
-            issuer_key_hash=request.issuer_key_hash,
-            serial_number=request.serial_number,
-        )
-        body = self._post(url, prepared.der)
-        answer = self.inner.verify_response(body, request=prepared, issuer=issuer, at=at, url=url)
+        # The source's own round trip (its bounded POST, nonce and checks), keeping the
+        # raw response an auditor re-verifies.
+        exchange = self.inner.exchange(certificate=certificate, issuer=issuer, at=at, url=url)
         self.recorder.add(
             certificate=certificate,
-            answer=answer,
+            answer=exchange.status,
             extra={
-                "ocsp_response": base64.b64encode(body).decode("ascii"),
-                "ocsp_nonce": base64.b64encode(nonce).decode("ascii") if nonce else None,
+                "ocsp_response": base64.b64encode(exchange.response).decode("ascii"),
+                "ocsp_nonce": (
+                    base64.b64encode(exchange.nonce).decode("ascii") if exchange.nonce else None
+                ),
             },
         )
-        return answer
-
-    def _post(self, url: str, der: bytes) -> bytes:
-        limit = self.inner.max_response_bytes
-        try:
-            with requests.post(
-                url,
-                data=der,
-                headers={"Content-Type": "application/ocsp-request"},
-                timeout=(self.inner.timeout, self.inner.timeout),
-                stream=True,
-                allow_redirects=False,
-            ) as response:
-                if response.status_code != 200:
-                    raise RevocationUnavailable(f"OCSP responder answered {response.status_code}")
-                body = b""
-                for chunk in response.iter_content(16384):
-                    body += chunk
-                    if len(body) > limit:
-                        raise OcspInvalid("OCSP response larger than the configured bound")
-                return body
-        except requests.RequestException as exc:
-            raise RevocationUnavailable(
-                f"OCSP responder unreachable ({type(exc).__name__})"
-            ) from exc
+        return exchange.status
 
 
 class _RecordingSource:

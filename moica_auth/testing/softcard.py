@@ -263,6 +263,13 @@ def sign_response(
         )
     else:
         raise ValueError(f"unsupported signature type {signature_type!r}")
+    return _sign_answer(signature, certificate, card_number)
+
+
+def _sign_answer(
+    signature: bytes, certificate: x509.Certificate, card_number: str | None
+) -> dict[str, Any]:
+    """The component's successful ``sign`` answer (docs/protocol.md)."""
     response: dict[str, Any] = {
         "func": "sign",
         "ret_code": 0,
@@ -364,17 +371,4 @@ def raw_sign_response(
             break
     else:
         raise ValueError("RAW tbs must be a SHA-256/384/512 DigestInfo")
-    response: dict[str, Any] = {
-        "func": "sign",
-        "ret_code": 0,
-        "last_error": 0,
-        "message": "",
-        "signature": base64.b64encode(signature).decode("ascii"),
-        "certb64": base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode(
-            "ascii"
-        ),
-    }
-    if card_number is not None:
-        response["cardSN"] = card_number
-    response["version"] = HIPKI_VERSION
-    return response
+    return _sign_answer(signature, certificate, card_number)

@@ -51,6 +51,7 @@ from moica_auth.revocation.types import RevocationResult
 from moica_auth.services import Services, get_services
 from moica_auth.session import SessionRecord
 from moica_auth.validation.trust import TrustStore
+from moica_auth.verifier import VerifiedLogin
 
 __all__ = [
     "PERSONAL_FIELDS",
@@ -146,7 +147,7 @@ class Credential:
     """
 
     channel: str
-    verified: Any = field(repr=False)
+    verified: VerifiedLogin = field(repr=False)
     challenge: Challenge = field(repr=False)
     evidence: tuple[str, str, str] | None = field(default=None, repr=False)
 

@@ -125,3 +125,21 @@ def test_runserver_serves_the_portal_in_a_fresh_clone(
     assert status == 200, text[-3000:]
     # Without the demo state the portal says why card logins will be refused.
     assert "example_site.W001" in text
+
+
+def test_no_tracked_symlink_leaves_the_repository() -> None:
+    # A merge once committed `.venv` as a symlink into another checkout: a clone then
+    # ran (or failed) with a virtualenv it did not build. Any tracked link must stay inside.
+    if GIT is None or not (REPO_ROOT / ".git").exists():
+        pytest.skip("not a git checkout: cannot tell which files are tracked")
+    staged = subprocess.run(
+        [GIT, "ls-files", "-s", "-z"], cwd=REPO_ROOT, capture_output=True, check=True, timeout=60
+    ).stdout.split(b"\0")
+    escaping = []
+    for entry in filter(None, staged):
+        meta, _, name = entry.decode("utf-8").partition("\t")
+        if meta.startswith("120000 "):
+            target = (REPO_ROOT / name).resolve()
+            if not target.is_relative_to(REPO_ROOT):
+                escaping.append(name)
+    assert escaping == [], f"tracked symlinks pointing outside the repository: {escaping}"

@@ -51,7 +51,7 @@ from moica_auth.mobile.errors import MobileNotConfigured
 from moica_auth.mobile.settings import mobile_settings
 from moica_auth.mobile.source import CHANNEL, MobileCredential, MobileCredentialSource
 from moica_auth.services import Services, get_services
-from moica_auth.session import PENDING_KEY
+from moica_auth.session import LEGACY_CHANNEL_KEY, PENDING_KEY
 from moica_auth.views import (
     _DjangoLoginSession,
     _error_response,
@@ -68,8 +68,9 @@ logger = logging.getLogger("moica_auth")
 #: step-up fields, next) until the status request finishes the login.
 TRANSACTIONS_KEY = "moica_auth_mobile"
 _MAX_KEPT = 8
-#: Session key: the channel of the login (``mobile-sp-api``), beside the card record.
-CHANNEL_KEY = "moica_auth_channel"
+#: Where the channel was kept before :class:`~moica_auth.session.SessionRecord` carried
+#: it (read for old sessions by ``SessionRecord.read``; no longer written).
+CHANNEL_KEY = LEGACY_CHANNEL_KEY
 
 _lock = threading.Lock()
 _cached: tuple[Services, Any, MobileCredentialSource] | None = None
@@ -284,7 +285,6 @@ def status_view(request: HttpRequest) -> HttpResponse:
     )
     if isinstance(outcome, LoginRefusal):
         return _error_response(outcome.error)
-    request.session[CHANNEL_KEY] = outcome.assurance.channel
     return JsonResponse({"ok": True, "redirect": redirect_to})
 
 

@@ -292,9 +292,45 @@ def test_web_mode_must_be_enabled(moica_settings: Any, web_api: VirtualSpApi) ->
     assert response.status_code == 400 and response.json()["code"] == "malformed_request"
 
 
-def test_the_error_page_speaks_english_too(web: Any) -> None:
-    client = Client(headers={"Accept-Language": "en"})
+@pytest.mark.parametrize(
+    ("language", "title"),
+    [("zh-hant", "行動自然人憑證登入失敗"), ("en", "Mobile citizen certificate login failed")],
+)
+def test_the_error_page_in_zh_hant_and_english(web: Any, language: str, title: str) -> None:
+    client = Client(headers={"Accept-Language": language})
     response = client.get("/moica/mobile/web/finish/?transaction=" + "x" * 43)
+    assert response.status_code == 409 or 400 <= response.status_code < 500
     page = response.content.decode()
-    assert response.status_code >= 400
-    assert "Mobile citizen certificate login failed" in page or "行動自然人憑證" in page
+    assert title in page and "/moica/login-page/" in page
+
+
+def test_login_box_offers_the_app_link_and_web01_when_enabled(
+    moica_settings: Any, web_api: VirtualSpApi
+) -> None:
+    moica_settings.MOICA_AUTH_MOBILE = web_api.settings(modes=["push", "qr", "mweb2app", "web"])
+    page = Client().get("/moica/login-page/").content.decode()
+    assert 'data-moica-mobile-mode="mweb2app"' in page
+    assert 'data-moica-mobile-mode="web"' in page and "data-moica-mobile-app-link" in page
+    moica_settings.MOICA_AUTH_MOBILE = web_api.settings(modes=["push", "app2app"])
+    page = Client().get("/moica/login-page/").content.decode()
+    assert 'data-moica-mobile-mode="app2app"' in page
+    assert 'data-moica-mobile-mode="web"' not in page
+    moica_settings.MOICA_AUTH_MOBILE = web_api.settings(modes=["push", "qr"])
+    page = Client().get("/moica/login-page/").content.decode()
+    assert "app2app" not in page and "mweb2app" not in page
+    assert 'data-moica-mobile-mode="web"' not in page
+
+
+def test_app_link_mode_answers_a_mobilemoica_link(web: Any, web_api: VirtualSpApi) -> None:
+    web.MOICA_AUTH_MOBILE = web_api.settings(poll_interval=0.1, retries=0, modes=["mweb2app"])
+    client = Client()
+    client.get("/moica/session/")
+    response = client.post(
+        "/moica/mobile/start/",
+        json.dumps({"mode": "mweb2app", "id_number": ALICE_ID}),
+        content_type="application/json",
+        headers=csrf_header(client),
+    )
+    assert response.status_code == 200, response.content
+    link = response.json()["app_link"]
+    assert link.startswith("mobilemoica://moica.moi.gov.tw/w2a/verifySign?sp_ticket=")

@@ -134,6 +134,20 @@ DEMO_CITIZENS: tuple[DemoCitizen, ...] = (
         subject_serial="0000000000000036",
         status="expired",
     ),
+    DemoCitizen(
+        # A mobile citizen certificate revoked on the demo CRLs and OCSP: the virtual
+        # phone still holds it and signs with it (the revoked-mobile browser test).
+        slug="revoked-mobile",
+        name="周怡君",
+        generation="G3",
+        form="mobile",
+        id_number="J220715932",
+        birth_date=date(1985, 4, 2),
+        pin="271828",
+        user_code="89012345",
+        subject_serial="0000000000000038",
+        status="revoked",
+    ),
 )
 
 

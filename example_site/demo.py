@@ -170,12 +170,19 @@ def _start_virtual_sp(demo: DemoPKI, *, host: str, port: int, poll_interval: flo
     from moica_auth.testing.virtual_sp import VirtualSpApi
 
     server = VirtualSpApi(pki=demo.pki, host=host, port=port).start()
-    person = citizen(MOBILE_SLUG)
-    server.bind_phone(person.id_number, demo.cards[MOBILE_SLUG])
+    # Every demo citizen with a mobile certificate has it in a phone (g3-mobile; and
+    # revoked-mobile, whose certificate the demo CRLs and OCSP report revoked).
+    for person in DEMO_CITIZENS:
+        if person.form == "mobile":
+            server.bind_phone(person.id_number, demo.cards[person.slug])
     os.environ["MOICA_AUTH_MOBILE_API_URL"] = server.url
     os.environ["MOICA_AUTH_MOBILE_SERVICE_ID"] = server.service_id
     os.environ["MOICA_AUTH_MOBILE_AES_KEY"] = base64.b64encode(server.aes_key).decode("ascii")
     os.environ["MOICA_AUTH_MOBILE_POLL_INTERVAL"] = str(poll_interval)
+    os.environ["MOICA_AUTH_MOBILE_MODES"] = "push,qr,mweb2app,web"
+    # MOI's WEB-01 page on another site than the portal ("localhost" vs 127.0.0.1), as
+    # fido.moi.gov.tw is: its form POST back to the callback is a cross-site navigation.
+    os.environ["MOICA_AUTH_MOBILE_WEB_URL"] = server.url.replace("://127.0.0.1:", "://localhost:")
     return server
 
 
@@ -288,6 +295,8 @@ def start_demo(
         tsa.stop()
         raise
     url = f"http://{host}:{httpd.server_port}"
+    if sp_server is not None:  # the WEB-01 callback "registered" with the virtual MOI
+        sp_server.callback_url = f"{url}/moica/mobile/web/callback/"
     # The origin must be exactly what the browser uses: challenges are bound to it.
     os.environ["MOICA_AUTH_ORIGIN"] = url
     os.environ["MOICA_AUTH_COMPONENT_URL"] = card_server.url

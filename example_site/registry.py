@@ -80,6 +80,9 @@ INSURED: dict[str, InsuredRecord] = {
     "a6ffc5d7971b0b74383c2f431da2ab0c274e4fd42fae0ece9e5eb2fe45b284f6": InsuredRecord(
         date(1958, 5, 20), "0000000000000036", "建國範例營造", date(1980, 3, 1), 42000
     ),
+    "a35e6df482471cdd7fa715d6f8ee0e0d061f41beb21d5e8b388a9a672b0d30d3": InsuredRecord(
+        date(1985, 4, 2), "0000000000000038", "怡君範例餐飲有限公司", date(2009, 5, 1), 36300
+    ),
 }
 
 

@@ -18,7 +18,9 @@ Read from the environment:
   ``MOICA_AUTH_MOBILE_AES_KEY`` (base64): MOI's SP API for the mobile citizen
   certificate; ``make demo`` sets them to its virtual SP API unless they are set.
   ``MOICA_AUTH_MOBILE_POLL_INTERVAL`` (seconds) is honoured below 4 only for a loopback
-  (virtual) API.
+  (virtual) API. ``MOICA_AUTH_MOBILE_MODES`` (comma-separated, default
+  ``push,qr,mweb2app``; the demo adds ``web``) and ``MOICA_AUTH_MOBILE_WEB_URL`` (MOI's
+  WEB-01 host) as well.
 """
 
 from __future__ import annotations
@@ -176,9 +178,12 @@ if os.environ.get("MOICA_AUTH_MOBILE_API_URL"):
         "api_url": os.environ["MOICA_AUTH_MOBILE_API_URL"],
         "service_id": os.environ.get("MOICA_AUTH_MOBILE_SERVICE_ID", ""),
         "aes_key": {"env": "MOICA_AUTH_MOBILE_AES_KEY"},  # never in this file or a log
-        "modes": ["push", "qr"],
+        # "web" (WEB-01) needs the callback URL registered with MOI: off unless asked for.
+        "modes": (os.environ.get("MOICA_AUTH_MOBILE_MODES") or "push,qr,mweb2app").split(","),
         "poll_interval": float(os.environ.get("MOICA_AUTH_MOBILE_POLL_INTERVAL") or 4),
     }
+    if os.environ.get("MOICA_AUTH_MOBILE_WEB_URL"):
+        MOICA_AUTH_MOBILE["web_url"] = os.environ["MOICA_AUTH_MOBILE_WEB_URL"]
 MOICA_AUTH_LOGIN_REDIRECT = "/"
 
 # The household office's document-signing certificate and key (PUBLIC TEST KEY).

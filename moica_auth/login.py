@@ -404,6 +404,7 @@ def _complete(
         revocation=revocation.as_json() if revocation else None,
         now=now,
         configured=_trust_holds(services),
+        channel=credential.channel,
     )
     try:
         # One savepoint: a database error here rolls back the login's own writes and

@@ -6,7 +6,9 @@
 * ``auth_time``: ISO time of the last card signature;
 * ``fingerprint``, ``serial`` (certificate serial, hex), ``issuer_key_id`` (the leaf's
   AuthorityKeyIdentifier, which tells MOICA G2 from G3), ``card_serial``, ``name``,
-  ``form`` (``"card"``/``"mobile"``);
+  ``form`` (``"card"``/``"mobile"``), ``channel`` (how the signature arrived:
+  ``"hipki"`` for the card through the HiPKI component, ``"mobile-sp-api"`` for the
+  mobile citizen certificate through MOI's SP API);
 * ``cert``: the signing certificate (base64 DER; it is public) and ``intermediates``
   (base64 DER, the path's CA certificates below the anchor that the trust store does not
   hold, i.e. those the signature carried) for revocation re-checks;
@@ -36,6 +38,12 @@ __all__ = [
 ]
 
 SESSION_KEY = "moica"
+#: Where sessions written before the record carried ``channel`` kept it (beside the
+#: record; only mobile logins set it). Read once for such a session, never written.
+LEGACY_CHANNEL_KEY = "moica_auth_channel"
+#: The channel of a record written before records carried one and without the legacy
+#: key: the card through HiPKI was the only other channel then.
+LEGACY_DEFAULT_CHANNEL = "hipki"
 #: Set when a challenge is issued so the session exists (and has a key to bind to).
 PENDING_KEY = "moica_pending"
 
@@ -78,6 +86,7 @@ class SessionRecord:
     cert: str = ""
     intermediates: tuple[str, ...] = ()
     revocation: Mapping[str, str] | None = None
+    channel: str = LEGACY_DEFAULT_CHANNEL
 
     @classmethod
     def from_login(
@@ -90,6 +99,7 @@ class SessionRecord:
         revocation: Mapping[str, str] | None,
         now: datetime,
         configured: Callable[[x509.Certificate], bool] | None = None,
+        channel: str = LEGACY_DEFAULT_CHANNEL,
     ) -> SessionRecord:
         """The record of a login just verified (``verified``: a ``VerifiedLogin``).
 
@@ -125,6 +135,7 @@ class SessionRecord:
                 _der_b64(c) for c in chain.chain[1:-1] if configured is None or not configured(c)
             ),
             revocation=dict(revocation) if revocation is not None else None,
+            channel=channel,
         )
 
     @classmethod
@@ -141,6 +152,13 @@ class SessionRecord:
         )
         revocation = data.get("revocation")
         raw_intermediates = data.get("intermediates")
+        # A session written before records carried the channel (kept beside the record
+        # by the mobile login then) is still read: a live login is not ended by an
+        # upgrade, and the legacy key says exactly what the field now says.
+        channel = data.get("channel")
+        if not isinstance(channel, str) or not channel:
+            legacy = session.get(LEGACY_CHANNEL_KEY)
+            channel = legacy if isinstance(legacy, str) and legacy else LEGACY_DEFAULT_CHANNEL
         return cls(
             user_pk=str(data.get("user_pk") or ""),
             fingerprint=str(data.get("fingerprint") or ""),
@@ -157,6 +175,7 @@ class SessionRecord:
             if isinstance(raw_intermediates, list | tuple)
             else (),
             revocation=revocation if isinstance(revocation, dict) else None,
+            channel=channel,
         )
 
     def write(self, session: Any) -> None:
@@ -175,7 +194,10 @@ class SessionRecord:
             "intermediates": list(self.intermediates),
             "revocation": dict(self.revocation) if self.revocation is not None else None,
             "last_check": self.last_check,
+            "channel": self.channel,
         }
+        # The record now says it; the old key beside it goes (if the session had one).
+        session.pop(LEGACY_CHANNEL_KEY, None)
 
     def rechecked(
         self, *, now: datetime, revocation: Mapping[str, str] | None = None
@@ -205,6 +227,7 @@ class SessionRecord:
             fields=fields,
             form=self.form,
             revocation=dict(self.revocation) if self.revocation is not None else None,
+            channel=self.channel,
         )
 
 
@@ -223,6 +246,8 @@ class MoicaIdentity:
     fields: dict[str, datetime] = field(default_factory=dict)
     form: str = "card"
     revocation: dict[str, Any] | None = None
+    #: ``"hipki"`` (card) or ``"mobile-sp-api"`` (mobile citizen certificate).
+    channel: str = LEGACY_DEFAULT_CHANNEL
 
     is_authenticated = True
 
@@ -241,6 +266,7 @@ class AnonymousMoica:
     auth_time: datetime | None = None
     fields: dict[str, datetime] = {}  # noqa: RUF012 - read-only, never mutated
     form = ""
+    channel = ""
     revocation: dict[str, Any] | None = None
 
     def verified_at(self, name: str) -> datetime | None:

@@ -18,4 +18,7 @@ urlpatterns = [
     # The mobile citizen certificate (行動自然人憑證): moica_auth/mobile/views.py.
     path("mobile/start/", mobile_views.start_view, name="mobile-start"),
     path("mobile/status/", mobile_views.status_view, name="mobile-status"),
+    # WEB-01: the callback registered with MOI, and the same-site finish step.
+    path("mobile/web/callback/", mobile_views.web_callback_view, name="mobile-web-callback"),
+    path("mobile/web/finish/", mobile_views.web_finish_view, name="mobile-web-finish"),
 ]

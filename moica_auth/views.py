@@ -201,6 +201,7 @@ def session_view(request: HttpRequest) -> JsonResponse:
             "auth_time": moica.auth_time.isoformat() if moica.auth_time else None,
             "assurance": {
                 "form": moica.form,
+                "channel": moica.channel,
                 "revocation": (moica.revocation or {}).get("source") or "unchecked",
             },
         }

@@ -11,6 +11,9 @@ from moica_auth.exceptions import ConfigurationError
 from moica_auth.mobile.checks import check_mobile, check_mobile_deploy
 from moica_auth.mobile.settings import mobile_settings, parse_mobile_settings
 
+#: This module doubles as a URLconf without moica_auth.urls (the E024 test).
+urlpatterns: list[object] = []
+
 KEY = bytes(range(32))
 B64 = base64.b64encode(KEY).decode()
 GOOD = {"api_url": "https://fidoapi.moi.gov.tw", "service_id": "SVC-1", "aes_key": B64}
@@ -148,3 +151,38 @@ def test_polling_below_4s_only_against_a_loopback_api(url: str, allowed: bool) -
             with pytest.raises(ConfigurationError):
                 mobile_settings()
             assert [m.id for m in check_mobile()] == ["moica_auth.E020"]
+
+
+# --- WEB-01 redirect mode: E023, E024, W021 ---------------------------------------------
+
+WEB = {**GOOD, "modes": ["push", "web"]}
+
+
+def test_web_mode_is_a_valid_mode_and_quiet_by_default() -> None:
+    assert parse_mobile_settings(WEB).modes == ("push", "web")
+    with override_settings(ROOT_URLCONF="tests.django_urls"):
+        assert _ids(WEB) == []
+
+
+def test_check_e023_web_mode_with_strict_session_cookies() -> None:
+    with override_settings(SESSION_COOKIE_SAMESITE="Strict", ROOT_URLCONF="tests.django_urls"):
+        assert _ids(WEB) == ["moica_auth.E023"]
+        assert _ids(GOOD) == []  # only WEB-01 needs the cookie after a cross-site POST
+
+
+def test_check_e024_web_mode_without_the_callback_route() -> None:
+    # A project that forgot moica_auth.urls.
+    with override_settings(ROOT_URLCONF="tests.test_mobile_settings"):
+        assert _ids(WEB) == ["moica_auth.E024"]
+        assert _ids(GOOD) == []
+
+
+@pytest.mark.parametrize(
+    ("origin", "warned"), [("http://portal.example.gov.tw", True), ("https://portal.gov.tw", False)]
+)
+def test_deploy_check_w021_web_mode_without_https_origin(origin: str, warned: bool) -> None:
+    with override_settings(MOICA_AUTH_MOBILE=WEB, MOICA_AUTH_ORIGIN=origin):
+        ids = [m.id for m in check_mobile_deploy()]
+    assert ids == (["moica_auth.W021"] if warned else [])
+    with override_settings(MOICA_AUTH_MOBILE=GOOD, MOICA_AUTH_ORIGIN=origin):
+        assert [m.id for m in check_mobile_deploy()] == []

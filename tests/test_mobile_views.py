@@ -140,7 +140,9 @@ def test_mobile_login_creates_a_session_with_form_mobile(
     assert session["authenticated"] is True
     assert session["assurance"]["form"] == "mobile"
     assert set(session["verified"]) == {"id_number", "birth_date"}
-    assert client.session["moica_auth_channel"] == "mobile-sp-api"
+    assert session["assurance"]["channel"] == "mobile-sp-api"
+    assert client.session["moica"]["channel"] == "mobile-sp-api"
+    assert "moica_auth_channel" not in client.session  # the old layout is not written
     # The labor-insurance page (ID number + birth date) opens.
     assert client.get("/labor/").status_code == 200
     row = LoginAttempt.objects.filter(outcome=LoginAttempt.OK).latest("pk")

@@ -4,7 +4,15 @@
 * E021 ``aes_key`` missing, not 32 bytes, not base64, or its environment variable unset;
 * E022 ``api_url`` (or ``web_url``) without TLS for a host other than a loopback one:
   the checksums do not hide the ID number or the signature, TLS does;
-* W020 (deploy) ``api_url`` is MOI's test host or a loopback (virtual) API.
+* W020 (deploy) ``api_url`` is MOI's test host or a loopback (virtual) API;
+* E023 ``modes`` has ``"web"`` (WEB-01) while ``SESSION_COOKIE_SAMESITE = "Strict"``: the
+  finish step is reached by a redirect from MOI's cross-site form POST, which carries no
+  ``Strict`` cookie, so every WEB-01 login would fail (``"Lax"``, Django's default, works);
+* E024 ``modes`` has ``"web"`` but the callback route ``moica:mobile-web-callback`` does
+  not resolve (``moica_auth.urls`` not included under the ``moica`` namespace): MOI's
+  page would POST the result to a 404;
+* W021 (deploy) ``modes`` has ``"web"`` and ``MOICA_AUTH_ORIGIN`` is not ``https``: the
+  callback URL registered with MOI is ``{MOICA_AUTH_ORIGIN}/…/mobile/web/callback/``.
 
 The key is never part of a message.
 """
@@ -16,9 +24,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import CheckMessage, Error, Tags, Warning, register
+from django.urls import NoReverseMatch, reverse
 
 from moica_auth.exceptions import ConfigurationError
-from moica_auth.mobile.settings import _is_loopback, mobile_settings, read_key
+from moica_auth.mobile.settings import WEB_MODE, _is_loopback, mobile_settings, read_key
 
 __all__ = ["check_mobile", "check_mobile_deploy"]
 
@@ -63,6 +72,41 @@ def check_mobile() -> list[CheckMessage]:
             mobile_settings()  # the parse the site uses (fast polling only on loopback)
         except ConfigurationError as exc:
             messages.append(Error(str(exc.detail), id="moica_auth.E020"))
+    if not messages and _web_mode(raw):
+        messages += _check_web_mode()
+    return messages
+
+
+def _web_mode(raw: Any) -> bool:
+    modes = raw.get("modes", ()) if isinstance(raw, dict) else ()
+    return WEB_MODE in ((modes,) if isinstance(modes, str) else tuple(modes))
+
+
+def _check_web_mode() -> list[CheckMessage]:
+    messages: list[CheckMessage] = []
+    if str(getattr(settings, "SESSION_COOKIE_SAMESITE", "Lax")).lower() == "strict":
+        messages.append(
+            Error(
+                'MOICA_AUTH_MOBILE mode "web" (WEB-01) cannot work with '
+                'SESSION_COOKIE_SAMESITE = "Strict".',
+                hint="MOI's page returns the citizen by a cross-site form POST; the "
+                'finish step after it needs the session cookie. Use "Lax" (the default), '
+                'or drop "web" from modes.',
+                id="moica_auth.E023",
+            )
+        )
+    try:
+        has_urlconf = bool(getattr(settings, "ROOT_URLCONF", None))
+        if has_urlconf:  # without one Django's own checks speak
+            reverse("moica:mobile-web-callback")
+    except NoReverseMatch:
+        messages.append(
+            Error(
+                'MOICA_AUTH_MOBILE mode "web" needs the callback route moica:mobile-web-callback.',
+                hint='Include moica_auth.urls: path("moica/", include("moica_auth.urls")).',
+                id="moica_auth.E024",
+            )
+        )
     return messages
 
 
@@ -73,13 +117,25 @@ def check_mobile_deploy(app_configs: Any = None, **kwargs: Any) -> list[CheckMes
     if not isinstance(raw, dict) or not isinstance(raw.get("api_url"), str):
         return []
     host = urlsplit(raw["api_url"]).hostname or ""
+    messages: list[CheckMessage] = []
     if host == "fidoapi-test.moi.gov.tw" or _is_loopback(host):
-        return [
+        messages.append(
             Warning(
                 "MOICA_AUTH_MOBILE api_url points at a test or virtual SP API.",
                 hint="Use https://fidoapi.moi.gov.tw in production; test mobile "
                 "certificates are issued by a test CA.",
                 id="moica_auth.W020",
             )
-        ]
-    return []
+        )
+    origin = getattr(settings, "MOICA_AUTH_ORIGIN", None)
+    if _web_mode(raw) and not (isinstance(origin, str) and origin.startswith("https://")):
+        messages.append(
+            Warning(
+                'MOICA_AUTH_MOBILE mode "web" with a MOICA_AUTH_ORIGIN that is not https.',
+                hint="Register https://<your site>/moica/mobile/web/callback/ with MOI as "
+                "the WEB-01 callback; the result form carries the ID number and the "
+                "signature.",
+                id="moica_auth.W021",
+            )
+        )
+    return messages

@@ -49,7 +49,7 @@ class MobileLimiter:
             raise error(what, retry_after=retry_after)
 
     def start(
-        self, *, id_number: IdNumber, ip: str | None, session_binding: str, push: bool
+        self, *, id_number: IdNumber | None, ip: str | None, session_binding: str, push: bool
     ) -> None:
         """Count one start; raise :class:`MobileTooManyPushes` /
         :class:`MobileTooManyPending` (429, with ``retry_after``) past a limit.
@@ -73,6 +73,8 @@ class MobileLimiter:
                 "too many mobile starts from this address",
             )
         if push:
+            if id_number is None:
+                raise ValueError("a push needs the target ID number")
             target = id_number_hash(id_number, key=self.hash_key)[:32]
             self._bump(
                 f"mobile:push:{target}",

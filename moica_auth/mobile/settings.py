@@ -6,7 +6,7 @@
         "api_url": "https://fidoapi.moi.gov.tw",      # requests go to {api_url}/moise/sp/…
         "service_id": "…",                           # sp_service_id from MOI
         "aes_key": {"env": "MOICA_AUTH_MOBILE_AES_KEY"},  # or bytes, or a base64 str
-        "modes": ["push", "qr"],                     # push, qr, app2app, mweb2app
+        "modes": ["push", "qr"],                     # push, qr, app2app, mweb2app, web
         "time_limit": 120,                           # seconds the citizen has (30–600)
     }
 
@@ -32,6 +32,7 @@ __all__ = [
     "MODES",
     "PRODUCTION_API_HOST",
     "TEST_API_HOST",
+    "WEB_MODE",
     "MobileSettings",
     "PushLimits",
     "mobile_settings",
@@ -41,6 +42,10 @@ __all__ = [
 
 #: Login modes: ``push`` is ATH-03; the others are ATH-01 op_modes.
 MODES = {"push": None, "qr": "I-SCAN", "app2app": "APP2APP", "mweb2app": "MWEB2APP"}
+#: WEB-01 redirect mode: MOI's page runs the flow and form-POSTs the result to the
+#: site's registered callback (``/moica/mobile/web/callback/``). Not an ATH-01 op_mode,
+#: so it is kept out of :data:`MODES` (whose ``None`` means push).
+WEB_MODE = "web"
 PRODUCTION_API_HOST = "fidoapi.moi.gov.tw"
 TEST_API_HOST = "fidoapi-test.moi.gov.tw"
 PRODUCTION_WEB_URL = "https://fido.moi.gov.tw"
@@ -197,10 +202,10 @@ def parse_mobile_settings(
     if isinstance(modes_raw, str):
         modes_raw = (modes_raw,)
     modes = tuple(str(m) for m in modes_raw)
-    if not modes or any(m not in MODES for m in modes):
+    if not modes or any(m not in MODES and m != WEB_MODE for m in modes):
         raise ConfigurationError(
             f"MOICA_AUTH_MOBILE modes must be a non-empty subset of "
-            f"{sorted(MODES)} (ATH-only is never offered for login)"
+            f"{sorted([*MODES, WEB_MODE])} (ATH-only is never offered for login)"
         )
     time_limit = _number(raw, "time_limit", 120, 30, 600)
     if time_limit != int(time_limit):

@@ -21,6 +21,19 @@ store), and on a result:
 6. the certificate's ID last-4 matches the typed ID number.
 
 The result is a :class:`MobileCredential` (channel ``mobile-sp-api``, form ``mobile``).
+
+WEB-01 (redirect mode) has three steps, because MOI's page hands the result back by a
+cross-site form POST that carries no cookie of ours (``SameSite=Lax``) and no CSRF token:
+
+* :meth:`MobileCredentialSource.start_web` issues the challenge and returns the form the
+  browser POSTs to ``{web_url}/fidoRedirect/web`` (the challenge is ``sign_data``);
+* :meth:`MobileCredentialSource.web_callback` (the registered callback, no session)
+  verifies ``idp_checksum`` for the transaction MOI names, takes that transaction's
+  callback slot (single use) and parks the authenticated answer for at most
+  :data:`WEB_ANSWER_TTL` seconds;
+* :meth:`MobileCredentialSource.finish_web` (a same-site GET the callback redirects to,
+  which carries the session cookie) checks the session binding first, then takes the
+  answer and runs steps 2–6 above, the very code the polled flow runs.
 """
 
 from __future__ import annotations
@@ -29,9 +42,9 @@ import hashlib
 import hmac
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -52,10 +65,11 @@ from moica_auth.mobile.errors import (
     MobileNoSigningCertificate,
     MobileRequestRejected,
     MobileResultMismatch,
+    MobileTicketExpired,
     MobileTransactionUnknown,
 )
 from moica_auth.mobile.limits import MobileLimiter
-from moica_auth.mobile.settings import MODES
+from moica_auth.mobile.settings import MODES, WEB_MODE
 from moica_auth.stores import KeyValueStore
 from moica_auth.verifier import LoginVerifier, VerifiedLogin
 
@@ -66,12 +80,19 @@ __all__ = [
     "MobileCredentialSource",
     "MobilePending",
     "MobileStart",
+    "MobileWebStart",
 ]
 
 CHANNEL = "mobile-sp-api"
 FORM = "mobile"
 _RECORD = "mobile:tx:"
 _LOCK = "mobile:poll:"
+#: WEB-01: MOI's transaction_id (hashed) → our handle, until the callback comes (once).
+_WEB = "mobile:web:"
+#: WEB-01: the authenticated callback answer, until the session's finish step takes it.
+_ANSWER = "mobile:web-answer:"
+#: Seconds between the callback and the browser's finish step (one redirect apart).
+WEB_ANSWER_TTL = 120
 _BINDING_CONTEXT = b"moica-auth/1 mobile session\x00"
 _SEAL_CONTEXT = b"moica-auth/1 mobile record key\x00"
 _SIGNATURE_TYPES = {"PKCS#1": "PKCS1", "PKCS#7": "PKCS7"}
@@ -87,6 +108,17 @@ class MobileStart:
     expires_at: datetime
     sp_ticket: str | None = None
     app_link: str | None = None
+
+
+@dataclass(frozen=True)
+class MobileWebStart:
+    """WEB-01: the browser form-POSTs ``fields`` to ``url`` (MOI's page); ``transaction``
+    is our opaque handle, kept in the session for the finish step."""
+
+    transaction: str
+    expires_at: datetime
+    url: str
+    fields: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -233,16 +265,145 @@ class MobileCredentialSource:
             app_link=app_link,
         )
 
+    # ------------------------------------------------------------------ WEB-01
+    def start_web(
+        self, *, session_id: str, id_number: str | None = None, client_ip: str | None = None
+    ) -> MobileWebStart:
+        """WEB-01: issue a challenge and return the form for MOI's page, which asks the
+        citizen for the ID number and has the phone sign ``sign_data`` = the challenge.
+
+        ``id_number`` (optional) is what the citizen typed on our page: the callback's
+        ``id_num`` must then be the same number. Raises like :meth:`start` (the session
+        and address limits apply; no push is sent by us, so no per-ID push limit).
+        """
+        if not isinstance(session_id, str) or not session_id:
+            raise MalformedRequest("a session id is required")
+        if WEB_MODE not in self.settings.modes:
+            raise MobileRequestRejected("mode 'web' is not enabled")
+        number = parse_id_number(id_number) if id_number is not None else None
+        binding = self._binding(session_id)
+        self.limiter.start(id_number=number, ip=client_ip, session_binding=binding, push=False)
+        challenge = self.challenges.issue(session_id=session_id)
+        sign_info = SignInfo(
+            sign_data=challenge.tbs, sign_type=self.settings.sign_type, hash_algorithm="SHA256"
+        )
+        redirect = self.client.web_redirect(sign_info=sign_info)
+        handle = secrets.token_urlsafe(32)
+        now = self._clock()
+        expires_at = min(challenge.expires_at, now + timedelta(seconds=self.settings.time_limit))
+        record = {
+            "v": 1,
+            "mode": WEB_MODE,
+            "tid": redirect.transaction_id,
+            "ticket": "",
+            "nonce": challenge.nonce,
+            "binding": binding,
+            "last4": number.last4 if number is not None else "",
+            "id": self._seal(number.value) if number is not None else "",
+            "sign_type": self.settings.sign_type,
+            "expires": expires_at.isoformat(),
+        }
+        keep = max(1.0, (expires_at - now).total_seconds()) + RETENTION
+        self.store.set(_RECORD + handle, json.dumps(record).encode("utf-8"), ttl=keep)
+        self.store.set(_WEB + _tid_key(redirect.transaction_id), handle.encode(), ttl=keep)
+        return MobileWebStart(
+            transaction=handle,
+            expires_at=expires_at,
+            url=redirect.url,
+            fields=dict(redirect.fields),
+        )
+
+    def web_callback(self, form: Mapping[str, str]) -> str:
+        """The registered callback's form (from MOI's page, via the citizen's browser):
+        verify ``idp_checksum`` for the transaction it names, and park the answer for
+        :meth:`finish_web`. Returns our handle of the transaction.
+
+        Single use: the transaction's callback slot is taken only once the checksum has
+        verified, so a forged or garbled form cannot end a real transaction, and a
+        replayed one finds no slot. An authenticated error from MOI (cancelled, expired…)
+        raises its typed refusal.
+        """
+        tid = form.get("transaction_id")
+        if not isinstance(tid, str) or not 1 <= len(tid) <= 100:
+            raise MalformedRequest("the callback names no transaction")
+        raw_handle = self.store.get(_WEB + _tid_key(tid))
+        if raw_handle is None:
+            raise MobileTransactionUnknown("no such WEB-01 transaction (or already answered)")
+        handle = raw_handle.decode("ascii", "replace")
+        raw = self.store.get(_RECORD + handle)
+        if raw is None:
+            raise MobileTransactionUnknown("no such mobile transaction")
+        record = self._load(raw)
+        if record["mode"] != WEB_MODE or not hmac.compare_digest(record["tid"], tid):
+            raise MobileTransactionUnknown("not a WEB-01 transaction")
+        answer = self.client.verify_web_callback(form, transaction_id=record["tid"])
+        if self.store.take(_WEB + _tid_key(tid)) is None:
+            raise MobileTransactionUnknown("WEB-01 callback already used")
+        parked = {
+            "signed_response": answer.signed_response or "",
+            "cert": answer.cert or "",
+            "id": self._seal(answer.id_num) if answer.id_num and answer.id_num.isascii() else "",
+        }
+        self.store.set(_ANSWER + handle, json.dumps(parked).encode("utf-8"), ttl=WEB_ANSWER_TTL)
+        return handle
+
+    def finish_web(
+        self, *, transaction: str, session_id: str, at: datetime | None = None
+    ) -> MobileCredential:
+        """The finish step in the browser session that started the transaction: the
+        session binding first (another session learns nothing and ends nothing), then the
+        parked answer and the record are taken (once) and verified as a polled result."""
+        key = _RECORD + _check_handle(transaction)
+        raw = self.store.get(key)
+        if raw is None:
+            raise MobileTransactionUnknown("no such mobile transaction")
+        record = self._load(raw)
+        if not hmac.compare_digest(record["binding"], self._binding(session_id)):
+            raise SessionMismatch("mobile transaction belongs to another session")
+        if record["mode"] != WEB_MODE:
+            raise MobileTransactionUnknown("not a WEB-01 transaction")
+        parked_raw = self.store.take(_ANSWER + transaction)
+        if parked_raw is None:
+            raise MobileTransactionUnknown("MOI has not answered this transaction")
+        if self.store.take(key) is None:
+            raise MobileTransactionUnknown("mobile transaction already finished")
+        expires = datetime.fromisoformat(record["expires"]) if record["expires"] else None
+        if expires is None or (at or self._clock()) >= expires:
+            raise MobileTicketExpired("the WEB-01 transaction expired")
+        try:
+            parked = json.loads(parked_raw)
+            signed_response, cert = str(parked["signed_response"]), str(parked["cert"])
+            answered_id = self._open(str(parked["id"])) if parked["id"] else ""
+        except (ValueError, KeyError, TypeError) as exc:
+            raise MobileTransactionUnknown("unreadable WEB-01 answer") from exc
+        # The number MOI's page was given (authenticated by idp_checksum); when the
+        # citizen typed one on our page too, it must be the same.
+        number = parse_id_number(answered_id)
+        if record["id"] and not hmac.compare_digest(self._open(record["id"]), number.value):
+            raise MobileResultMismatch("result is for another ID number than was typed")
+        return self._verified_credential(
+            record,
+            signed_response=signed_response,
+            cert=cert,
+            number=number,
+            session_id=session_id,
+            origin=None,  # a GET navigation has no Origin; the challenge names ours
+            at=at,
+        )
+
     # ------------------------------------------------------------------ poll
     def _load(self, raw: bytes) -> dict[str, str]:
         try:
             data = json.loads(raw)
             if not isinstance(data, dict) or data.get("v") != 1:
                 raise ValueError("unknown record")
-            return {
+            loaded = {
                 k: str(data[k])
                 for k in ("tid", "ticket", "nonce", "binding", "last4", "id", "sign_type")
             }
+            loaded["mode"] = str(data.get("mode", "ticket"))
+            loaded["expires"] = str(data.get("expires", ""))
+            return loaded
         except (ValueError, KeyError, TypeError) as exc:
             raise MobileTransactionUnknown("unreadable transaction record") from exc
 
@@ -270,9 +431,7 @@ class MobileCredentialSource:
     ) -> MobilePending | MobileCredential:
         """Pending, or the verified credential; refusals raise (and end the transaction
         when they are final)."""
-        if not isinstance(transaction, str) or not 20 <= len(transaction) <= 64:
-            raise MalformedRequest("transaction must be the handle start returned")
-        key = _RECORD + transaction
+        key = _RECORD + _check_handle(transaction)
         raw = self.store.get(key)
         if raw is None:
             raise MobileTransactionUnknown("no such mobile transaction")
@@ -281,6 +440,8 @@ class MobileCredentialSource:
         # MOI nothing.
         if not hmac.compare_digest(record["binding"], self._binding(session_id)):
             raise SessionMismatch("mobile transaction belongs to another session")
+        if record["mode"] == WEB_MODE:  # answered by the callback, never by ATH-02
+            raise MobileTransactionUnknown("a WEB-01 transaction is not polled")
         interval = self.settings.poll_interval
         # Single flight: whoever adds the lock polls; it expires after one interval, so
         # the upstream sees at most one ATH-02 per interval however many workers ask.
@@ -301,25 +462,48 @@ class MobileCredentialSource:
             answer.hashed_id_num.encode(), ticket.hashed_id_num.encode()
         ):
             raise MobileResultMismatch("result is for another ID number than the ticket")
-        if not answer.signed_response or not answer.cert:
+        return self._verified_credential(
+            record,
+            signed_response=answer.signed_response or "",
+            cert=answer.cert or "",
+            number=parse_id_number(self._open(record["id"])),
+            session_id=session_id,
+            origin=origin,
+            at=at,
+        )
+
+    def _verified_credential(
+        self,
+        record: dict[str, str],
+        *,
+        signed_response: str,
+        cert: str,
+        number: IdNumber,
+        session_id: str,
+        origin: str | None,
+        at: datetime | None,
+    ) -> MobileCredential:
+        """Steps 4–6 for an authenticated answer (polled or WEB-01 callback): consume
+        the challenge, verify the signature over exactly it (form, chain, revocation),
+        match the certificate's ID last-4 with ``number``."""
+        if not signed_response or not cert:
             raise MalformedSignature("the result carries no signature or certificate")
         challenge = self.challenges.consume(
             nonce=record["nonce"], session_id=session_id, origin=origin
         )
         verified = self.verify_mobile_signature(
             content=challenge.tbs_bytes(),
-            signed_response=answer.signed_response,
-            cert=answer.cert,
+            signed_response=signed_response,
+            cert=cert,
             sign_type=record["sign_type"],
             at=at,
         )
-        number = parse_id_number(self._open(record["id"]))
         check_last4(number, verified.citizen.id_last4)
         return MobileCredential(
             verified=verified,
             challenge=challenge,
             id_number=number,
-            signed_response=answer.signed_response,
+            signed_response=signed_response,
         )
 
     def verify_mobile_signature(
@@ -354,3 +538,14 @@ class MobileCredentialSource:
         if verified.citizen.form != FORM:  # a PKCS#7 could carry another signer
             raise MobileCertificateRequired("the verified signer is not a mobile certificate")
         return verified
+
+
+def _check_handle(transaction: object) -> str:
+    if not isinstance(transaction, str) or not 20 <= len(transaction) <= 64:
+        raise MalformedRequest("transaction must be the handle start returned")
+    return transaction
+
+
+def _tid_key(transaction_id: str) -> str:
+    """MOI's transaction_id as a store key (hashed: it is client-supplied text)."""
+    return hashlib.sha256(transaction_id.encode("utf-8", "replace")).hexdigest()

@@ -3,7 +3,15 @@
 * ``POST mobile/start/`` ``{"id_number", "mode": "push"|"qr", "birth_date"?, "fields"?,
   "next"?}`` → ``{"transaction", "expires_at", "qr"?, "app_link"?, "sp_ticket"?}``;
 * ``POST mobile/status/`` ``{"transaction"}`` → ``{"state": "pending", "retry_after"}``
-  or the answer of ``POST login/`` (``{"ok": true, "redirect"}`` / refusal JSON).
+  or the answer of ``POST login/`` (``{"ok": true, "redirect"}`` / refusal JSON);
+* WEB-01 (redirect mode): ``POST mobile/start/`` with ``"mode": "web"`` (``id_number``
+  optional) → ``{"transaction", "expires_at", "web_form": {"url", "fields"}}``; the
+  browser form-POSTs ``fields`` to ``url`` (MOI's page). MOI's page form-POSTs the result
+  to ``mobile/web/callback/`` (the URL registered with MOI), which verifies
+  ``idp_checksum`` and redirects (303) to ``GET mobile/web/finish/?transaction=…``; that
+  step, in the session that started the transaction, verifies and logs in, then
+  redirects to ``next``. Failures of both are an HTML page (zh-Hant/English), 4xx/503.
+  Why two steps and no CSRF token: docs/mobile.md, "WEB-01 redirect mode".
 
 The views only parse and answer. :class:`~moica_auth.mobile.source.MobileCredentialSource`
 starts the transaction and, on a result, verifies the phone's signature (checksum,
@@ -21,13 +29,17 @@ import threading
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import parse_qs, urlencode
 
 from cryptography.hazmat.primitives import serialization
 from django.conf import settings as django_settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
+from django.views.decorators.http import require_GET, require_POST
 
 from moica_auth.challenge import ChallengeService
 from moica_auth.conf import app_settings
@@ -36,6 +48,8 @@ from moica_auth.exceptions import (
     LoginUnavailable,
     MalformedRequest,
     MoicaAuthError,
+    SessionMismatch,
+    TooManyAttempts,
 )
 from moica_auth.forms import parse_fields, read_body
 from moica_auth.login import (
@@ -48,10 +62,16 @@ from moica_auth.login import (
 )
 from moica_auth.mobile.client import SpApiClient
 from moica_auth.mobile.errors import MobileNotConfigured
-from moica_auth.mobile.settings import mobile_settings
-from moica_auth.mobile.source import CHANNEL, MobileCredential, MobileCredentialSource
+from moica_auth.mobile.settings import WEB_MODE, mobile_settings
+from moica_auth.mobile.source import (
+    CHANNEL,
+    MobileCredential,
+    MobileCredentialSource,
+    MobileStart,
+    MobileWebStart,
+)
 from moica_auth.services import Services, get_services
-from moica_auth.session import PENDING_KEY
+from moica_auth.session import LEGACY_CHANNEL_KEY, PENDING_KEY
 from moica_auth.views import (
     _DjangoLoginSession,
     _error_response,
@@ -60,7 +80,14 @@ from moica_auth.views import (
     client_ip,
 )
 
-__all__ = ["VerifiedMobileSource", "mobile_source", "start_view", "status_view"]
+__all__ = [
+    "VerifiedMobileSource",
+    "mobile_source",
+    "start_view",
+    "status_view",
+    "web_callback_view",
+    "web_finish_view",
+]
 
 logger = logging.getLogger("moica_auth")
 
@@ -68,8 +95,9 @@ logger = logging.getLogger("moica_auth")
 #: step-up fields, next) until the status request finishes the login.
 TRANSACTIONS_KEY = "moica_auth_mobile"
 _MAX_KEPT = 8
-#: Session key: the channel of the login (``mobile-sp-api``), beside the card record.
-CHANNEL_KEY = "moica_auth_channel"
+#: Where the channel was kept before :class:`~moica_auth.session.SessionRecord` carried
+#: it (read for old sessions by ``SessionRecord.read``; no longer written).
+CHANNEL_KEY = LEGACY_CHANNEL_KEY
 
 _lock = threading.Lock()
 _cached: tuple[Services, Any, MobileCredentialSource] | None = None
@@ -171,9 +199,9 @@ def start_view(request: HttpRequest) -> JsonResponse:
         services.limiter.check(ip=client.ip)
         data = read_body(request)
         id_number = _text(data, "id_number")
-        if id_number is None:
-            raise FieldRequired("id_number is required", fields=["id_number"])
         mode = _text(data, "mode") or "push"
+        if id_number is None and mode != WEB_MODE:  # MOI's WEB-01 page asks for it
+            raise FieldRequired("id_number is required", fields=["id_number"])
         if mode not in source.settings.modes:
             # The client's choice, not MOI's refusal: a 400, not the source's 503.
             raise MalformedRequest("mode must be one of the enabled modes")
@@ -184,12 +212,20 @@ def start_view(request: HttpRequest) -> JsonResponse:
         request.session[PENDING_KEY] = True
         if not request.session.session_key:
             request.session.save()
-        started = source.start(
-            session_id=request.session.session_key or "",
-            id_number=id_number,
-            mode=mode,
-            client_ip=client.ip,
-        )
+        started: MobileStart | MobileWebStart
+        if mode == WEB_MODE:
+            started = source.start_web(
+                session_id=request.session.session_key or "",
+                id_number=id_number,
+                client_ip=client.ip,
+            )
+        else:
+            started = source.start(
+                session_id=request.session.session_key or "",
+                id_number=id_number or "",
+                mode=mode,
+                client_ip=client.ip,
+            )
     except MoicaAuthError as exc:
         return _error_response(exc)
     except Exception as exc:  # a bug or a store failure: JSON, not an HTML 500
@@ -204,6 +240,15 @@ def start_view(request: HttpRequest) -> JsonResponse:
         "next": next_url,
     }
     request.session[TRANSACTIONS_KEY] = kept
+    if isinstance(started, MobileWebStart):
+        return JsonResponse(
+            {
+                "transaction": started.transaction,
+                "mode": WEB_MODE,
+                "expires_at": started.expires_at.isoformat(),
+                "web_form": {"url": started.url, "fields": started.fields},
+            }
+        )
     answer: dict[str, Any] = {
         "transaction": started.transaction,
         "mode": started.mode,
@@ -284,7 +329,6 @@ def status_view(request: HttpRequest) -> HttpResponse:
     )
     if isinstance(outcome, LoginRefusal):
         return _error_response(outcome.error)
-    request.session[CHANNEL_KEY] = outcome.assurance.channel
     return JsonResponse({"ok": True, "redirect": redirect_to})
 
 
@@ -297,3 +341,148 @@ def _forget(request: HttpRequest, handle: str | None) -> dict[str, Any] | None:
     if asked is not None:
         request.session[TRANSACTIONS_KEY] = kept
     return asked if isinstance(asked, dict) else None
+
+
+# --- WEB-01 redirect mode ---------------------------------------------------------------
+
+#: The callback form is a handful of short fields plus a signature and a certificate.
+_MAX_CALLBACK_BYTES = 64 * 1024
+_CALLBACK_FIELDS = (
+    "transaction_id",
+    "error_code",
+    "error_message",
+    "id_num",
+    "signed_response",
+    "cert",
+    "idp_checksum",
+)
+
+
+def _web_error(request: HttpRequest, exc: MoicaAuthError) -> HttpResponse:
+    """The refusal as a page (the browser arrived by a navigation, not by fetch)."""
+    status = exc.http_status if 400 <= exc.http_status < 600 else 400
+    response = render(
+        request,
+        "moica_auth/mobile_web_error.html",
+        {
+            "code": exc.code,
+            "message": exc.message,
+            "retry_url": reverse("moica:login-page"),
+        },
+        status=status,
+    )
+    if isinstance(exc, TooManyAttempts) and "retry_after" in exc.data:
+        response["Retry-After"] = str(int(exc.data["retry_after"]))
+    return response
+
+
+def _callback_form(request: HttpRequest) -> dict[str, str]:
+    """The callback's form fields (bounded; unknown fields ignored; repeats refused)."""
+    kind = (request.content_type or "").lower()
+    if kind != "application/x-www-form-urlencoded":
+        raise MalformedRequest("the callback must be a form POST")
+    length = request.headers.get("Content-Length") or "0"
+    if not length.isdigit() or int(length) > _MAX_CALLBACK_BYTES:
+        raise MalformedRequest("the callback form is too large")
+    try:
+        body = request.body.decode("utf-8")
+    except (UnicodeDecodeError, RequestDataTooBig) as exc:
+        raise MalformedRequest("the callback form is not readable") from exc
+    if len(body) > _MAX_CALLBACK_BYTES:
+        raise MalformedRequest("the callback form is too large")
+    try:
+        parsed = parse_qs(
+            body, keep_blank_values=True, strict_parsing=bool(body), max_num_fields=32
+        )
+    except ValueError as exc:
+        raise MalformedRequest("the callback form is malformed") from exc
+    form: dict[str, str] = {}
+    for name in _CALLBACK_FIELDS:
+        values = parsed.get(name)
+        if values is None:
+            continue
+        if len(values) != 1:
+            raise MalformedRequest(f"the callback repeats {name}")
+        form[name] = values[0]
+    return form
+
+
+@never_cache
+@csrf_exempt  # MOI's page POSTs here cross-site: it cannot carry our token (docs/mobile.md)
+@require_POST
+def web_callback_view(request: HttpRequest) -> HttpResponse:
+    """``POST mobile/web/callback/``: the WEB-01 result form from MOI's page.
+
+    No session is used here: under ``SameSite=Lax`` (Django's default) a cross-site form
+    POST carries no session cookie. The form proves itself by ``idp_checksum`` (AES-GCM
+    under the key only MOI and this site hold, over MOI's transaction id, the error code,
+    the ID number and the signature); the transaction's callback slot is taken once. The
+    answer is then parked and the browser sent (303, a GET navigation that carries the
+    ``Lax`` session cookie) to the finish step, where the session binding is checked.
+    """
+    client = _client(request)
+    services: Services | None = None
+    try:
+        services = get_services()
+        source = mobile_source(services)
+        services.limiter.check(ip=client.ip)
+        handle = source.web_callback(_callback_form(request))
+    except MoicaAuthError as exc:
+        # Counted, audited and signalled as a refused login (``services`` is ``None``
+        # only when they are the failure).
+        return _web_error(request, refuse(exc, client=client, services=services).error)
+    except Exception as exc:
+        logger.error("moica mobile callback failed unexpectedly: %s", type(exc).__name__)
+        return _web_error(request, LoginUnavailable(type(exc).__name__))
+    target = f"{reverse('moica:mobile-web-finish')}?{urlencode({'transaction': handle})}"
+    response = HttpResponseRedirect(target)
+    response.status_code = 303  # "See Other": the browser follows with a GET
+    return response
+
+
+@never_cache
+@require_GET
+def web_finish_view(request: HttpRequest) -> HttpResponse:
+    """``GET mobile/web/finish/?transaction=…``: the session that started the WEB-01
+    transaction verifies MOI's parked answer (challenge, signature, certificate form,
+    chain, revocation, ID last-4) and logs in through the login core; then ``next``."""
+    client = ClientInfo(ip=client_ip(request), origin=None, request=request)
+    handle: str | None = None
+    services: Services | None = None
+    try:
+        services = get_services()
+        source = mobile_source(services)
+        services.limiter.check(ip=client.ip)
+        handle = request.GET.get("transaction") or None
+        if handle is None:
+            raise FieldRequired("transaction is required", fields=["transaction"])
+        result = source.finish_web(
+            transaction=handle,
+            session_id=request.session.session_key or "",
+            at=services.clock(),
+        )
+    except MoicaAuthError as exc:
+        # Another session's refusal leaves this session's kept request alone.
+        if not isinstance(exc, SessionMismatch) and exc.http_status != 503:
+            _forget(request, handle)
+        return _web_error(request, refuse(exc, client=client, services=services).error)
+    except Exception as exc:
+        logger.error("moica mobile finish failed unexpectedly: %s", type(exc).__name__)
+        return _web_error(request, LoginUnavailable(type(exc).__name__))
+    asked = _forget(request, handle) or {}
+    personal = PersonalInput(
+        id_number=result.id_number.value,
+        birth_date=asked.get("birth_date"),
+        requested=frozenset(asked.get("fields") or ()),
+    )
+    redirect_to = _safe_next(request, asked.get("next"))
+    outcome = perform_login(
+        VerifiedMobileSource(result),
+        personal,
+        session=_DjangoLoginSession(request),
+        client=client,
+        services=services,
+    )
+    if isinstance(outcome, LoginRefusal):
+        return _web_error(request, outcome.error)
+    return HttpResponseRedirect(redirect_to)

@@ -145,9 +145,15 @@ def mobile_box() -> dict[str, Any] | None:
         return None
     if parsed is None:
         return None
+    # The app link (APP-01 mobilemoica://…) hands the ticket to the app on the same
+    # phone: MWEB2APP is the mode for a mobile web page; APP2APP (meant for a relying
+    # party's own app) is used when it is the only one enabled.
+    app_mode = next((m for m in ("mweb2app", "app2app") if m in parsed.modes), None)
     return {
         "push": "push" in parsed.modes,
         "qr": "qr" in parsed.modes,
+        "app_mode": app_mode,
+        "web": "web" in parsed.modes,
         "poll_seconds": parsed.poll_interval,
         "start_url": reverse("moica:mobile-start"),
         "status_url": reverse("moica:mobile-status"),

@@ -8,7 +8,16 @@
  * interval the server gives (never below MOI's 4 s against MOI itself) until the login
  * answer: {"ok": true, "redirect"} or a refusal with a message in the page's language.
  * No PIN or biometric ever touches this page: the phone's app asks for it.
+ *
+ * Two more modes when the site enables them:
+ * - "mweb2app"/"app2app": the answer carries a mobilemoica:// app link (APP-01); the page
+ *   shows it as a link the citizen taps (a custom-scheme navigation needs the tap), and
+ *   polls as for a QR code;
+ * - "web" (WEB-01): the answer carries a form for MOI's page; the page POSTs it there as a
+ *   top-level navigation, and MOI's page returns the citizen to the site's callback.
  */
+
+const APP_LINK_PREFIX = "mobilemoica://";
 
 const MIN_INTERVAL_MS = 50;
 
@@ -44,6 +53,8 @@ export function bindMobile(form) {
   const qrBox = form.querySelector("[data-moica-mobile-qr]");
   const qrImage = form.querySelector("[data-moica-mobile-qr-image]");
   const ticketText = form.querySelector("[data-moica-mobile-ticket]");
+  const appBox = form.querySelector("[data-moica-mobile-app]");
+  const appLink = form.querySelector("[data-moica-mobile-app-link]");
   const buttons = Array.from(form.querySelectorAll("button[data-moica-mobile-mode]"));
   const fields = (form.dataset.fields || "").split(",").filter(Boolean);
   let timer = null;
@@ -87,9 +98,45 @@ export function bindMobile(form) {
     return { response, data };
   }
 
+  function hideExtras() {
+    qrBox.hidden = true;
+    if (appBox) {
+      appBox.hidden = true;
+      appLink.setAttribute("href", "#");
+    }
+  }
+
+  /** WEB-01: POST the fields to MOI's page as a top-level navigation (built with the DOM
+   * API, never from markup in the answer). */
+  function goToMoi(webForm) {
+    let url = null;
+    try {
+      url = new URL(String(webForm.url));
+    } catch (e) {
+      return false;
+    }
+    if (url.protocol !== "https:" && url.protocol !== "http:") {
+      return false;
+    }
+    const out = document.createElement("form");
+    out.method = "post";
+    out.action = url.href;
+    out.hidden = true;
+    for (const [name, value] of Object.entries(webForm.fields || {})) {
+      const input = document.createElement("input");
+      input.type = "hidden";
+      input.name = String(name);
+      input.value = String(value);
+      out.appendChild(input);
+    }
+    document.body.appendChild(out);
+    out.submit();
+    return true;
+  }
+
   function fail(data) {
     busy(false);
-    qrBox.hidden = true;
+    hideExtras();
     const message = data && typeof data.message === "string" ? data.message : form.dataset.errorText;
     say(message, true);
   }
@@ -134,12 +181,15 @@ export function bindMobile(form) {
     for (const input of form.querySelectorAll("[data-moica-mobile-field]")) {
       body[input.dataset.moicaMobileField] = input.value.trim();
     }
-    if (!body.id_number) {
+    if (!body.id_number && mode !== "web") {  // MOI's page asks for it in WEB-01
       say(form.dataset.idRequiredText, true);
       return;
     }
+    if (!body.id_number) {
+      delete body.id_number;
+    }
     busy(true);
-    qrBox.hidden = true;
+    hideExtras();
     say(form.dataset.startingText, false);
     let answer;
     try {
@@ -153,7 +203,24 @@ export function bindMobile(form) {
       fail(data);
       return;
     }
-    if (mode === "qr") {
+    if (mode === "web") {
+      if (!data.web_form || !goToMoi(data.web_form)) {
+        fail(null);
+        return;
+      }
+      say(form.dataset.webText, false);
+      return;  // no polling: MOI's page brings the citizen back to the callback
+    }
+    if (mode === "mweb2app" || mode === "app2app") {
+      const link = typeof data.app_link === "string" ? data.app_link : "";
+      if (!appBox || !link.startsWith(APP_LINK_PREFIX)) {
+        fail(null);
+        return;
+      }
+      appLink.setAttribute("href", link);
+      appBox.hidden = false;
+      say(form.dataset.appText, false);
+    } else if (mode === "qr") {
       if (typeof data.qr === "string" && data.qr.startsWith("data:image/svg+xml")) {
         qrImage.src = data.qr;
         qrImage.hidden = false;

@@ -353,13 +353,7 @@ class MobileCredentialSource:
         """The finish step in the browser session that started the transaction: the
         session binding first (another session learns nothing and ends nothing), then the
         parked answer and the record are taken (once) and verified as a polled result."""
-        key = _RECORD + _check_handle(transaction)
-        raw = self.store.get(key)
-        if raw is None:
-            raise MobileTransactionUnknown("no such mobile transaction")
-        record = self._load(raw)
-        if not hmac.compare_digest(record["binding"], self._binding(session_id)):
-            raise SessionMismatch("mobile transaction belongs to another session")
+        key, record = self._owned_record(transaction, session_id)
         if record["mode"] != WEB_MODE:
             raise MobileTransactionUnknown("not a WEB-01 transaction")
         parked_raw = self.store.take(_ANSWER + transaction)
@@ -392,6 +386,19 @@ class MobileCredentialSource:
         )
 
     # ------------------------------------------------------------------ poll
+    def _owned_record(self, transaction: str, session_id: str) -> tuple[str, dict[str, str]]:
+        """The transaction's store key and record, checked against the asking session
+        before anything else: another session's browser learns nothing and costs MOI
+        nothing."""
+        key = _RECORD + _check_handle(transaction)
+        raw = self.store.get(key)
+        if raw is None:
+            raise MobileTransactionUnknown("no such mobile transaction")
+        record = self._load(raw)
+        if not hmac.compare_digest(record["binding"], self._binding(session_id)):
+            raise SessionMismatch("mobile transaction belongs to another session")
+        return key, record
+
     def _load(self, raw: bytes) -> dict[str, str]:
         try:
             data = json.loads(raw)
@@ -431,15 +438,7 @@ class MobileCredentialSource:
     ) -> MobilePending | MobileCredential:
         """Pending, or the verified credential; refusals raise (and end the transaction
         when they are final)."""
-        key = _RECORD + _check_handle(transaction)
-        raw = self.store.get(key)
-        if raw is None:
-            raise MobileTransactionUnknown("no such mobile transaction")
-        record = self._load(raw)
-        # Before any upstream call: another session's browser learns nothing and costs
-        # MOI nothing.
-        if not hmac.compare_digest(record["binding"], self._binding(session_id)):
-            raise SessionMismatch("mobile transaction belongs to another session")
+        key, record = self._owned_record(transaction, session_id)
         if record["mode"] == WEB_MODE:  # answered by the callback, never by ATH-02
             raise MobileTransactionUnknown("a WEB-01 transaction is not polled")
         interval = self.settings.poll_interval

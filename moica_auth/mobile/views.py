@@ -313,6 +313,22 @@ def status_view(request: HttpRequest) -> HttpResponse:
         response = JsonResponse({"state": "pending", "retry_after": result.retry_after})
         response["Retry-After"] = str(max(1, round(result.retry_after)))
         return response
+    done = _log_in(request, handle, result, client=client, services=services)
+    if isinstance(done, LoginRefusal):
+        return _error_response(done.error)
+    return JsonResponse({"ok": True, "redirect": done})
+
+
+def _log_in(
+    request: HttpRequest,
+    handle: str | None,
+    result: MobileCredential,
+    *,
+    client: ClientInfo,
+    services: Services,
+) -> LoginRefusal | str:
+    """The verified phone's login, with what the start request asked for (fields, birth
+    date, ``next``): the refusal, or where to send the citizen."""
     asked = _forget(request, handle) or {}
     personal = PersonalInput(
         id_number=result.id_number.value,
@@ -327,9 +343,7 @@ def status_view(request: HttpRequest) -> HttpResponse:
         client=client,
         services=services,
     )
-    if isinstance(outcome, LoginRefusal):
-        return _error_response(outcome.error)
-    return JsonResponse({"ok": True, "redirect": redirect_to})
+    return outcome if isinstance(outcome, LoginRefusal) else redirect_to
 
 
 def _forget(request: HttpRequest, handle: str | None) -> dict[str, Any] | None:
@@ -469,20 +483,7 @@ def web_finish_view(request: HttpRequest) -> HttpResponse:
     except Exception as exc:
         logger.error("moica mobile finish failed unexpectedly: %s", type(exc).__name__)
         return _web_error(request, LoginUnavailable(type(exc).__name__))
-    asked = _forget(request, handle) or {}
-    personal = PersonalInput(
-        id_number=result.id_number.value,
-        birth_date=asked.get("birth_date"),
-        requested=frozenset(asked.get("fields") or ()),
-    )
-    redirect_to = _safe_next(request, asked.get("next"))
-    outcome = perform_login(
-        VerifiedMobileSource(result),
-        personal,
-        session=_DjangoLoginSession(request),
-        client=client,
-        services=services,
-    )
-    if isinstance(outcome, LoginRefusal):
-        return _web_error(request, outcome.error)
-    return HttpResponseRedirect(redirect_to)
+    done = _log_in(request, handle, result, client=client, services=services)
+    if isinstance(done, LoginRefusal):
+        return _web_error(request, done.error)
+    return HttpResponseRedirect(done)

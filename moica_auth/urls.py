@@ -6,6 +6,7 @@ from django.urls import path
 
 from moica_auth import views
 from moica_auth.mobile import views as mobile_views
+from moica_auth.signing import mobile as mobile_signing
 
 app_name = "moica"
 
@@ -18,4 +19,7 @@ urlpatterns = [
     # The mobile citizen certificate (行動自然人憑證): moica_auth/mobile/views.py.
     path("mobile/start/", mobile_views.start_view, name="mobile-start"),
     path("mobile/status/", mobile_views.status_view, name="mobile-status"),
+    # Signing a signature request with the phone: moica_auth/signing/mobile.py.
+    path("sign/mobile/start/", mobile_signing.start_view, name="sign-mobile-start"),
+    path("sign/mobile/status/", mobile_signing.status_view, name="sign-mobile-status"),
 ]

@@ -96,7 +96,10 @@ class SigningChannel:
         if not all(isinstance(v, str) for v in fields.values()):
             raise ValueError("channel fields must be text")
         return cls(
-            name=fields["name"], tbs=fields["tbs"], sign_type=fields["sign_type"], form=fields["form"]
+            name=fields["name"],
+            tbs=fields["tbs"],
+            sign_type=fields["sign_type"],
+            form=fields["form"],
         )
 
 

@@ -166,7 +166,8 @@ def test_sign_with_the_phone_stores_evidence_that_verifies_offline(
     client = phone_login(phone_api)
     row = open_request(client)
     page = client.post("/sign/land/", FORM).content.decode()
-    assert "Sign with the mobile citizen certificate" in page and "/moica/sign/mobile/start/" in page
+    # zh-Hant first: the phone is offered beside the card.
+    assert "以行動自然人憑證簽章" in page and "/moica/sign/mobile/start/" in page
     response = start(client, row.token)
     assert response.status_code == 200, response.content
     assert response.json()["documents"] == 1 and "qr" not in response.json()
@@ -260,7 +261,8 @@ def test_a_text_over_1024_characters_signs_its_digest_line(
     verify(evidence, pki, tsa_ids)
     # Claiming the phone signed the text itself fails: the signature is over the line.
     with pytest.raises(EvidenceInvalid) as caught:
-        verify(json.dumps({**record, "channel": {**record["channel"], "tbs": "text"}}), pki, tsa_ids)
+        forged = {**record, "channel": {**record["channel"], "tbs": "text"}}
+        verify(json.dumps(forged), pki, tsa_ids)
     assert caught.value.data["field"] == "channel"
 
 

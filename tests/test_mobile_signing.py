@@ -14,7 +14,7 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,11 @@ from cryptography.hazmat.primitives import serialization
 from django.test import Client
 
 from moica_auth.exceptions import EvidenceInvalid
+from moica_auth.mobile.client import RequestsTransport
+from moica_auth.mobile.views import mobile_source
 from moica_auth.models import SignatureRequest, SignedApplication
 from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationRule
+from moica_auth.services import get_services
 from moica_auth.signing.channel import DIGEST_LINE_PREFIX, digest_line
 from moica_auth.signing.evidence import verify_evidence
 from moica_auth.testing.pki import TestPKI
@@ -427,3 +430,83 @@ def test_without_a_login_nothing_starts(signing: Any, phone_api: VirtualSpApi) -
     assert_refused(start(client, "z" * 32), "signing_request_unknown")
     status = post(client, "/moica/sign/mobile/status/", {"transaction": "t" * 43})
     assert status.json()["code"] == "mobile_transaction_unknown"
+
+
+class Rewriting(RequestsTransport):
+    """The real transport, with MOI's ATH-02 success answer rewritten by ``rewrite`` and
+    its idp_checksum made again with the service key: an authentic-looking answer that
+    is incomplete (what a MOI-side bug would send)."""
+
+    def __init__(self, phone_api: VirtualSpApi, rewrite: Any) -> None:
+        super().__init__()
+        self.phone_api = phone_api
+        self.rewrite = rewrite
+
+    def post_json(
+        self, url: str, body: Mapping[str, Any], *, timeout: tuple[float, float]
+    ) -> tuple[int, bytes]:
+        code, raw = super().post_json(url, body, timeout=timeout)
+        answer = json.loads(raw)
+        if url.endswith("getAthOrSignResult") and answer["error_code"] == "0":
+            result = self.rewrite(answer["result"])
+            signed = result.get("signed_response") or "".join(result.get("signed_response_set", []))
+            result["idp_checksum"] = self.phone_api.idp_checksum(
+                "ATH-02",
+                {
+                    "transaction_id": body["transaction_id"],
+                    "error_code": "0",
+                    "hashed_id_num": result["hashed_id_num"],
+                    "signed_response": signed,
+                },
+            )
+            raw = json.dumps({**answer, "result": result}).encode()
+        return code, raw
+
+
+def _one_signature_short(result: dict[str, Any]) -> dict[str, Any]:
+    return {**result, "signed_response_set": result["signed_response_set"][:-1]}
+
+
+@pytest.mark.parametrize(
+    ("rewrite", "code"),
+    [
+        (
+            lambda r: {**r, "signed_response_set": r["signed_response_set"][:-1]},
+            "mobile_result_mismatch",
+        ),
+        (lambda r: {k: v for k, v in r.items() if k != "cert"}, "malformed_signature"),
+    ],
+)
+def test_an_incomplete_batch_answer_is_refused(
+    signing: Any, phone_api: VirtualSpApi, rewrite: Any, code: str
+) -> None:
+    client = phone_login(phone_api)
+    tokens = post(client, "/sign/attachments/", {"count": 2}).json()["requests"]
+    source = mobile_source(get_services())
+    real = source.client.transport
+    source.client.transport = Rewriting(phone_api, rewrite)
+    try:
+        transaction = started(client, tokens, mode="qr")
+        phone_api.approve(id_number=ALICE_ID)
+        response = until_done(client, "/moica/sign/mobile/status/", transaction)
+    finally:
+        source.client.transport = real
+    assert_refused(response, code)
+    # Both requests are used up and say why.
+    assert set(SignatureRequest.objects.values_list("outcome", flat=True)) == {code}
+
+
+def test_login_and_signing_transactions_do_not_mix(signing: Any, phone_api: VirtualSpApi) -> None:
+    client = phone_login(phone_api)
+    row = open_request(client)
+    signing_handle = started(client, row.token)
+    login = post(client, "/moica/mobile/start/", {"id_number": ALICE_ID, "mode": "push"})
+    login_handle = login.json()["transaction"]
+    phone_api.approve(id_number=ALICE_ID)  # the login's request
+    phone_api.approve(id_number=ALICE_ID)  # the signature's
+    # A login handle finishes no signature, and a signing handle no login.
+    refused = post(client, "/moica/sign/mobile/status/", {"transaction": login_handle})
+    assert refused.json()["code"] == "mobile_transaction_unknown"
+    refused = post(client, "/moica/mobile/status/", {"transaction": signing_handle})
+    assert refused.json()["code"] == "mobile_transaction_unknown"
+    assert until_done(client, "/moica/sign/mobile/status/", signing_handle).json()["ok"] is True

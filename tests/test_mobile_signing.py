@@ -510,3 +510,17 @@ def test_login_and_signing_transactions_do_not_mix(signing: Any, phone_api: Virt
     refused = post(client, "/moica/mobile/status/", {"transaction": signing_handle})
     assert refused.json()["code"] == "mobile_transaction_unknown"
     assert until_done(client, "/moica/sign/mobile/status/", signing_handle).json()["ok"] is True
+
+
+def test_start_and_status_need_the_csrf_token(signing: Any, phone_api: VirtualSpApi) -> None:
+    client = phone_login(phone_api)
+    row = open_request(client)
+    client.handler.enforce_csrf_checks = True
+    for url, body in (
+        ("/moica/sign/mobile/start/", {"request": row.token, "id_number": ALICE_ID}),
+        ("/moica/sign/mobile/status/", {"transaction": "t" * 43}),
+    ):
+        response = client.post(url, json.dumps(body), content_type="application/json")
+        assert response.status_code == 403, response.content
+        assert response["Content-Type"].startswith("application/json")
+    assert not phone_api.pending(ALICE_ID)

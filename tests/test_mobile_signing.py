@@ -413,6 +413,7 @@ def test_push_limits_of_the_login_apply(signing: Any, phone_api: VirtualSpApi) -
         {"requests": ["x" * 20, "x" * 20], "id_number": ALICE_ID},
         {"request": "y" * 20},
         {"request": "y" * 20, "id_number": ALICE_ID, "mode": "telepathy"},
+        {"requests": ["y" * 20, "z" * 20], "id_number": ALICE_ID, "mode": "push"},
     ],
 )
 def test_bad_start_bodies_are_4xx_json(
@@ -516,6 +517,7 @@ def test_start_and_status_need_the_csrf_token(signing: Any, phone_api: VirtualSp
     client = phone_login(phone_api)
     row = open_request(client)
     client.handler.enforce_csrf_checks = True
+    calls = dict(phone_api.calls)
     for url, body in (
         ("/moica/sign/mobile/start/", {"request": row.token, "id_number": ALICE_ID}),
         ("/moica/sign/mobile/status/", {"transaction": "t" * 43}),
@@ -523,4 +525,36 @@ def test_start_and_status_need_the_csrf_token(signing: Any, phone_api: VirtualSp
         response = client.post(url, json.dumps(body), content_type="application/json")
         assert response.status_code == 403, response.content
         assert response["Content-Type"].startswith("application/json")
-    assert not phone_api.pending(ALICE_ID)
+    assert phone_api.calls == calls
+
+
+def test_a_batch_cannot_be_pushed(signing: Any, phone_api: VirtualSpApi) -> None:
+    """ATH-04 has no push: a batch goes by QR code or app link; nothing rings."""
+    client = phone_login(phone_api)
+    tokens = post(client, "/sign/attachments/", {"count": 2}).json()["requests"]
+    calls = dict(phone_api.calls)
+    assert_refused(start(client, tokens, mode="push"), "malformed_request")
+    assert phone_api.calls == calls
+
+
+def test_an_enabled_mode_is_required_before_anything_else(
+    signing: Any, phone_api: VirtualSpApi
+) -> None:
+    client = phone_login(phone_api)
+    row = open_request(client)
+    response = start(client, row.token, mode="app2app")  # not among this site's modes
+    assert_refused(response, "malformed_request")
+    assert response.status_code == 400
+
+
+def test_pkcs7_from_the_phone(
+    signing: Any, phone_api: VirtualSpApi, pki: TestPKI, tsa_ids: TsaIdentities
+) -> None:
+    signing.MOICA_AUTH_MOBILE = {**signing.MOICA_AUTH_MOBILE, "sign_type": "PKCS#7"}
+    client = phone_login(phone_api)
+    row = open_request(client)
+    done = sign_with_phone(phone_api, client, row.token)
+    assert done.json()["ok"] is True, done.content
+    record = json.loads(SignedApplication.objects.get().evidence)
+    assert record["signature_type"] == "PKCS7" and record["channel"]["sign_type"] == "PKCS#7"
+    verify(json.dumps(record), pki, tsa_ids)

@@ -125,6 +125,8 @@ def start_mobile_signing(
     :class:`MobileSigningLoginRequired`, ``IdNumberMismatch``, the push limits, MOI's
     refusals)."""
     wanted = _tokens(tokens)
+    if len(wanted) > 1 and mode == "push":
+        raise MalformedRequest("a batch (BATSIGN, ATH-04) is signed by QR code or app link")
     citizen = _login_certificate(request)
     source = mobile_source(get_services())
     now = app_settings.now()
@@ -268,6 +270,9 @@ def start_view(request: HttpRequest) -> HttpResponse:
         if id_number is None:
             raise FieldRequired("id_number is required", fields=["id_number"])
         mode = _text(data, "mode") or "push"
+        if mode not in mobile_source(get_services()).settings.modes:
+            # The client's choice, not MOI's refusal: a 400, not the source's 503.
+            raise MalformedRequest("mode must be one of the enabled modes")
         next_url = _text(data, "next", limit=2000)
         started = start_mobile_signing(
             request,

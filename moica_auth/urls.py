@@ -6,6 +6,7 @@ from django.urls import path
 
 from moica_auth import views
 from moica_auth.mobile import views as mobile_views
+from moica_auth.signing import mobile as mobile_signing
 
 app_name = "moica"
 
@@ -21,4 +22,7 @@ urlpatterns = [
     # WEB-01: the callback registered with MOI, and the same-site finish step.
     path("mobile/web/callback/", mobile_views.web_callback_view, name="mobile-web-callback"),
     path("mobile/web/finish/", mobile_views.web_finish_view, name="mobile-web-finish"),
+    # Signing a signature request with the phone: moica_auth/signing/mobile.py.
+    path("sign/mobile/start/", mobile_signing.start_view, name="sign-mobile-start"),
+    path("sign/mobile/status/", mobile_signing.status_view, name="sign-mobile-status"),
 ]

@@ -38,6 +38,10 @@ class DemoSignFormMixin(SignFormMixin):
             for (label, value), bound in zip(fields, form, strict=True)
         ]
 
+    def get_signed_redirect(self, application_id: str) -> str:
+        # Signed with the phone: the status answer sends the browser here.
+        return reverse("land:application", args=[application_id])
+
     def signed(self, application: SignedApplication) -> HttpResponse:
         return JsonResponse(
             {
@@ -51,7 +55,8 @@ class DemoSignFormMixin(SignFormMixin):
 
 
 class DeclarationView(DemoSignFormMixin, FormView):  # type: ignore[type-arg]
-    """土地登記線上聲明: card login only; signed as PKCS#7 over the text."""
+    """土地登記線上聲明: signed as PKCS#7 over the text with the card, or with the phone
+    (PKCS#1 over the same text, /moica/sign/mobile/) after a login with the phone."""
 
     template_name = "land/declaration.html"
     form_class = LandDeclarationForm

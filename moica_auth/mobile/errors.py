@@ -19,6 +19,7 @@ __all__ = [
     "PENDING_CODES",
     "MobileApiUnavailable",
     "MobileAppNotReachable",
+    "MobileBatchTooLarge",
     "MobileCertificateRequired",
     "MobileChecksumInvalid",
     "MobileDeviceMismatch",
@@ -32,6 +33,7 @@ __all__ = [
     "MobileResultMismatch",
     "MobileServiceMisconfigured",
     "MobileSignFailed",
+    "MobileSigningLoginRequired",
     "MobileTicketExpired",
     "MobileTicketUsed",
     "MobileTooManyPending",
@@ -205,6 +207,25 @@ class MobileCertificateRequired(MobileError):
 class MobileTransactionUnknown(MobileError):
     code = "mobile_transaction_unknown"
     default_message = _("This mobile login is unknown or has expired. Please start again.")
+
+
+class MobileBatchTooLarge(MobileError):
+    """More documents than one BATSIGN (ATH-04) takes: refused before any upstream call."""
+
+    code = "mobile_batch_too_large"
+    default_message = _("At most 20 documents can be signed with the phone at once.")
+    http_status = 400
+
+
+class MobileSigningLoginRequired(MobileError):
+    """Signing with the phone needs a login with the phone: the signature must come from
+    the login certificate, which the signed text names."""
+
+    code = "mobile_sign_login_required"
+    default_message = _(
+        "To sign with your phone, log in with the mobile citizen certificate first."
+    )
+    http_status = 403
 
 
 class MobileTooManyPushes(TooManyAttempts):

@@ -58,7 +58,14 @@ from moica_auth.exceptions import (
     SessionMismatch,
 )
 from moica_auth.identity.id_number import IdNumber, check_last4, parse_id_number
-from moica_auth.mobile.client import Pending, SignInfo, SpApiClient, Ticket, decode_ticket
+from moica_auth.mobile.client import (
+    Pending,
+    SignInfo,
+    SignResult,
+    SpApiClient,
+    Ticket,
+    decode_ticket,
+)
 from moica_auth.mobile.errors import (
     MobileCertificateRequired,
     MobileNoDevice,
@@ -212,14 +219,37 @@ class MobileCredentialSource:
         the limits' 429s, the LF-01 refusals when ``check_device`` is on, and any
         :mod:`~moica_auth.mobile.errors` refusal of the API.
         """
+        number = self.admit(
+            session_id=session_id, id_number=id_number, mode=mode, client_ip=client_ip
+        )
+        challenge = self.challenges.issue(session_id=session_id)
+        return self.dispatch(
+            prefix=_RECORD,
+            session_id=session_id,
+            number=number,
+            mode=mode,
+            sign_data=[challenge.tbs],
+            expires_at=challenge.expires_at,
+            extra={"nonce": challenge.nonce},
+        )
+
+    def admit(
+        self, *, session_id: str, id_number: str, mode: str, client_ip: str | None
+    ) -> IdNumber:
+        """The checks before anything is sent to a phone (login and signing alike): the
+        mode is enabled, the ID number is well formed, the push abuse limits
+        (:class:`~moica_auth.mobile.limits.MobileLimiter`), and LF-01 when
+        ``check_device`` is on. Returns the parsed ID number."""
         if not isinstance(session_id, str) or not session_id:
             raise MalformedRequest("a session id is required")
         if mode not in self.settings.modes or mode not in MODES:
             raise MobileRequestRejected(f"mode {mode!r} is not enabled")
         number = parse_id_number(id_number)
-        binding = self._binding(session_id)
         self.limiter.start(
-            id_number=number, ip=client_ip, session_binding=binding, push=mode == "push"
+            id_number=number,
+            ip=client_ip,
+            session_binding=self._binding(session_id),
+            push=mode == "push",
         )
         if self.settings.check_device:
             status = self.client.device_status(id_num=number.value)
@@ -227,41 +257,71 @@ class MobileCredentialSource:
                 raise MobileNoDevice("LF-01: no bound phone")
             if not status.can_sign:
                 raise MobileNoSigningCertificate("LF-01: no mobile signing certificate")
-        challenge = self.challenges.issue(session_id=session_id)
-        sign_info = SignInfo(
-            sign_data=challenge.tbs, sign_type=self.settings.sign_type, hash_algorithm="SHA256"
-        )
+        return number
+
+    def dispatch(
+        self,
+        *,
+        prefix: str,
+        session_id: str,
+        number: IdNumber,
+        mode: str,
+        sign_data: list[str],
+        expires_at: datetime,
+        extra: dict[str, str],
+        hint: str | None = None,
+    ) -> MobileStart:
+        """Ask MOI to have the phone sign ``sign_data`` (one text: SIGN by push or
+        ticket; several: BATSIGN, ATH-04, by ticket) after :meth:`admit`, and keep the
+        transaction record under ``prefix`` (login and signing records never mix) with
+        ``extra``. The record lives until ``expires_at`` or the ticket's expiry."""
         op_mode = MODES[mode]
-        if op_mode is None:
-            ticket = self.client.push(id_num=number.value, sign_info=sign_info)
+        sign_type = self.settings.sign_type
+        if len(sign_data) == 1:
+            sign_info = SignInfo(
+                sign_data=sign_data[0], sign_type=sign_type, hash_algorithm="SHA256"
+            )
+            if op_mode is None:
+                ticket = self.client.push(id_num=number.value, sign_info=sign_info, hint=hint)
+            else:
+                ticket = self.client.get_ticket(
+                    id_num=number.value, op_mode=op_mode, sign_info=sign_info, hint=hint
+                )
         else:
-            ticket = self.client.get_ticket(
-                id_num=number.value, op_mode=op_mode, sign_info=sign_info
+            # ATH-04 has no push: a batch is always a ticket (the QR code / app link).
+            ticket = self.client.batch_sign(
+                id_num=number.value,
+                documents=sign_data,
+                op_mode=op_mode or MODES["qr"] or "I-SCAN",
+                hint=hint,
+                sign_type=sign_type,
             )
         handle = secrets.token_urlsafe(32)
         now = self._clock()
-        expires_at = min(challenge.expires_at, ticket.expires_at or challenge.expires_at)
+        expires_at = min(expires_at, ticket.expires_at or expires_at)
         record = {
+            **extra,
             "v": 1,
             "tid": ticket.transaction_id,
             "ticket": ticket.sp_ticket,
-            "nonce": challenge.nonce,
-            "binding": binding,
+            "binding": self._binding(session_id),
             "last4": number.last4,
             "id": self._seal(number.value),
-            "sign_type": self.settings.sign_type,
+            "sign_type": sign_type,
+            "op_code": ticket.op_code,
         }
         keep = max(1.0, (expires_at - now).total_seconds()) + RETENTION
-        self.store.set(_RECORD + handle, json.dumps(record).encode("utf-8"), ttl=keep)
+        self.store.set(prefix + handle, json.dumps(record).encode("utf-8"), ttl=keep)
         app_link = None
         if mode in ("app2app", "mweb2app"):
             kind = "a2a" if mode == "app2app" else "w2a"
             app_link = self.client.app_link(ticket, kind=kind).url
+        shows_ticket = op_mode is not None or ticket.op_code == "BATSIGN"
         return MobileStart(
             transaction=handle,
             mode=mode,
             expires_at=expires_at,
-            sp_ticket=ticket.sp_ticket if op_mode is not None else None,
+            sp_ticket=ticket.sp_ticket if shows_ticket else None,
             app_link=app_link,
         )
 
@@ -386,11 +446,13 @@ class MobileCredentialSource:
         )
 
     # ------------------------------------------------------------------ poll
-    def _owned_record(self, transaction: str, session_id: str) -> tuple[str, dict[str, str]]:
-        """The transaction's store key and record, checked against the asking session
-        before anything else: another session's browser learns nothing and costs MOI
-        nothing."""
-        key = _RECORD + _check_handle(transaction)
+    def _owned_record(
+        self, transaction: str, session_id: str, *, prefix: str = _RECORD
+    ) -> tuple[str, dict[str, str]]:
+        """The transaction's store key (login and signing records live under their own
+        ``prefix``) and record, checked against the asking session before anything else:
+        another session's browser learns nothing and costs MOI nothing."""
+        key = prefix + _check_handle(transaction)
         raw = self.store.get(key)
         if raw is None:
             raise MobileTransactionUnknown("no such mobile transaction")
@@ -404,15 +466,19 @@ class MobileCredentialSource:
             data = json.loads(raw)
             if not isinstance(data, dict) or data.get("v") != 1:
                 raise ValueError("unknown record")
-            loaded = {
-                k: str(data[k])
-                for k in ("tid", "ticket", "nonce", "binding", "last4", "id", "sign_type")
-            }
-            loaded["mode"] = str(data.get("mode", "ticket"))
-            loaded["expires"] = str(data.get("expires", ""))
+            for k in ("tid", "ticket", "binding", "last4", "id", "sign_type"):
+                if not isinstance(data[k], str):
+                    raise ValueError("bad record")
+            loaded = {k: v for k, v in data.items() if isinstance(v, str)}
+            loaded.setdefault("mode", "ticket")
+            loaded.setdefault("expires", "")
             return loaded
         except (ValueError, KeyError, TypeError) as exc:
             raise MobileTransactionUnknown("unreadable transaction record") from exc
+
+    def open_id_number(self, record: dict[str, str]) -> IdNumber:
+        """The ID number a record was started for (sealed in the shared store)."""
+        return parse_id_number(self._open(record["id"]))
 
     def _ticket(self, record: dict[str, str]) -> Ticket:
         claims = decode_ticket(record["ticket"])
@@ -420,7 +486,7 @@ class MobileCredentialSource:
             transaction_id=record["tid"],
             sp_ticket=record["ticket"],
             sp_ticket_id=str(claims.get("sp_ticket_id", "")),
-            op_code="SIGN",
+            op_code=record.get("op_code", "SIGN"),
             op_mode=str(claims.get("op_mode", "")),
             sp_service_id=self.settings.service_id,
             hashed_id_num=str(claims.get("hashed_id_num", "")),
@@ -438,7 +504,29 @@ class MobileCredentialSource:
     ) -> MobilePending | MobileCredential:
         """Pending, or the verified credential; refusals raise (and end the transaction
         when they are final)."""
-        key, record = self._owned_record(transaction, session_id)
+        polled = self.collect(prefix=_RECORD, transaction=transaction, session_id=session_id)
+        if isinstance(polled, MobilePending):
+            return polled
+        record, answer = polled
+        return self._verified_credential(
+            record,
+            signed_response=answer.signed_response or "",
+            cert=answer.cert or "",
+            number=self.open_id_number(record),
+            session_id=session_id,
+            origin=origin,
+            at=at,
+        )
+
+    def collect(
+        self, *, prefix: str, transaction: str, session_id: str
+    ) -> MobilePending | tuple[dict[str, str], SignResult]:
+        """The common half of a poll (login and signing alike): the record under
+        ``prefix``, its session binding (checked before any upstream call), the
+        single-flight ATH-02 (at most one per ``poll_interval`` per transaction across
+        workers), and on a result the record taken once and ``hashed_id_num`` matched to
+        the ticket's. Returns the record and the checksum-verified result."""
+        key, record = self._owned_record(transaction, session_id, prefix=prefix)
         if record["mode"] == WEB_MODE:  # answered by the callback, never by ATH-02
             raise MobileTransactionUnknown("a WEB-01 transaction is not polled")
         interval = self.settings.poll_interval
@@ -461,15 +549,7 @@ class MobileCredentialSource:
             answer.hashed_id_num.encode(), ticket.hashed_id_num.encode()
         ):
             raise MobileResultMismatch("result is for another ID number than the ticket")
-        return self._verified_credential(
-            record,
-            signed_response=answer.signed_response or "",
-            cert=answer.cert or "",
-            number=parse_id_number(self._open(record["id"])),
-            session_id=session_id,
-            origin=origin,
-            at=at,
-        )
+        return record, answer
 
     def _verified_credential(
         self,
@@ -487,6 +567,8 @@ class MobileCredentialSource:
         match the certificate's ID last-4 with ``number``."""
         if not signed_response or not cert:
             raise MalformedSignature("the result carries no signature or certificate")
+        if "nonce" not in record:
+            raise MobileTransactionUnknown("not a login transaction")
         challenge = self.challenges.consume(
             nonce=record["nonce"], session_id=session_id, origin=origin
         )

@@ -48,6 +48,7 @@ from moica_auth.exceptions import (
 )
 from moica_auth.revocation.ocsp import OcspSource, PreparedRequest, build_request
 from moica_auth.signature import DEFAULT_ALLOWED_HASHES, decode_signature, verify_signature
+from moica_auth.signing.channel import SigningChannel
 from moica_auth.signing.request import SignatureRequest, parse_header, signer_key
 from moica_auth.signing.revocation_evidence import RevocationRecorder, recording_checker
 from moica_auth.signing.timestamp import TsaClient, verify_token
@@ -144,6 +145,7 @@ def verify_signing(
     at: datetime,
     tsa: TsaClient | None = None,
     require_timestamp: bool = True,
+    channel: SigningChannel | None = None,
 ) -> SignedResult:
     """Decide one signature over ``request`` at ``at``; see the module docstring.
 
@@ -151,16 +153,20 @@ def verify_signing(
     every error of :meth:`LoginVerifier.verify`, :class:`SignerMismatch`, or
     :class:`TimestampError` when a configured TSA gives no valid token and
     ``require_timestamp`` (otherwise the record is kept without a time-stamp, logged).
+
+    ``channel`` (the mobile citizen certificate, :mod:`moica_auth.signing.channel`): the
+    signature is over ``channel.content(signed_bytes)`` of ``channel.signature_type``, the
+    signer's certificate must have ``channel.form`` (else ``MobileCertificateRequired``),
+    and the record carries the channel as one more covered field.
     """
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("at must be timezone-aware")
     if request.is_expired(at):
         raise SigningRequestExpired("the signature request is past its lifetime")
     kind = signature_type.strip().upper() if isinstance(signature_type, str) else ""
-    if kind != request.signature_type:
-        raise SigningRequestInvalid(
-            f"the request asked for a {request.signature_type} signature, not {kind or '?'}"
-        )
+    asked = channel.signature_type if channel is not None else request.signature_type
+    if kind != asked:
+        raise SigningRequestInvalid(f"the request asked for a {asked} signature, not {kind or '?'}")
     recorder = RevocationRecorder()
     checked = LoginVerifier(
         replace(
@@ -170,12 +176,16 @@ def verify_signing(
     )
     # RAW over DigestInfo(SHA-256(text)) is exactly PKCS#1 v1.5 over text (RFC 8017 §8.2).
     login = checked.verify(
-        content=request.signed_bytes,
+        content=channel.content(request.signed_bytes) if channel else request.signed_bytes,
         signature=signature,
-        signature_type="PKCS1" if kind == "RAW" else "PKCS7",
+        signature_type="PKCS7" if kind == "PKCS7" else "PKCS1",
         certificate=certificate,
         at=at,
     )
+    if channel is not None and login.citizen.form != channel.form:
+        from moica_auth.mobile.errors import MobileCertificateRequired
+
+        raise MobileCertificateRequired(f"the signer certificate's form is not {channel.form!r}")
     leaf = login.chain.leaf
     fingerprint = leaf.fingerprint(hashes.SHA256()).hex()
     expected = parse_header(request.text)["signer_key"]
@@ -199,7 +209,9 @@ def verify_signing(
         "revocation": _revocation_json(login.revocation, recorder),
         "decision_time": _iso(at),
     }
-    digests = {name: _sha256_hex(record[name]) for name in COVERED_FIELDS}
+    if channel is not None:
+        record["channel"] = channel.as_json()
+    digests = {name: _sha256_hex(record[name]) for name in _covered(record)}
     record["digests"] = digests
     stamp_time: datetime | None = None
     record["timestamp"] = None
@@ -297,10 +309,17 @@ def _parse_time(value: object, field: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def _covered(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """The covered fields of ``record``: :data:`COVERED_FIELDS`, and ``channel`` when the
+    record has one (a signature through the mobile channel)."""
+    return (*COVERED_FIELDS, "channel") if "channel" in record else COVERED_FIELDS
+
+
 def _check_structure(record: dict[str, Any]) -> dict[str, str]:
     if record.get("format") != EVIDENCE_FORMAT:
         raise _bad("format", f"is not {EVIDENCE_FORMAT}")
-    expected = {*COVERED_FIELDS, "format", "digests", "timestamp"}
+    covered = _covered(record)
+    expected = {*covered, "format", "digests", "timestamp"}
     for name in sorted(expected - set(record)):
         raise _bad(name, "is missing")
     for name in sorted(set(record) - expected):
@@ -308,10 +327,10 @@ def _check_structure(record: dict[str, Any]) -> dict[str, str]:
     digests = record["digests"]
     if (
         not isinstance(digests, dict)
-        or set(digests) != set(COVERED_FIELDS)
+        or set(digests) != set(covered)
         or not all(isinstance(v, str) and _HEX64.fullmatch(v) for v in digests.values())
     ):
-        raise _bad("digests", f"must map {', '.join(COVERED_FIELDS)} to SHA-256 hex")
+        raise _bad("digests", f"must map {', '.join(covered)} to SHA-256 hex")
     return digests
 
 
@@ -413,7 +432,7 @@ def verify_evidence(
     if record["timestamp"] is None and require_timestamp:
         raise _bad("timestamp", "is absent and a time-stamp is required")
     stamped = _verify_timestamp(record, digests, tsa_anchors)
-    for name in COVERED_FIELDS:
+    for name in _covered(record):
         if not hmac.compare_digest(_sha256_hex(record[name]), digests[name]):
             raise _bad(name, "does not match its digest")
 
@@ -441,16 +460,26 @@ def verify_evidence(
     except MoicaAuthError as exc:
         raise _bad("chain", "does not validate at the decision time", exc) from exc
 
+    channel: SigningChannel | None = None
+    if "channel" in record:
+        try:
+            channel = SigningChannel.from_json(record["channel"])
+        except ValueError as exc:
+            raise _bad("channel", str(exc)) from exc
     kind = record["signature_type"]
-    if kind not in ("PKCS7", "RAW"):
-        raise _bad("signature_type", "is not PKCS7 or RAW")
+    if kind not in (("PKCS1", "PKCS7") if channel else ("PKCS7", "RAW")) or (
+        channel is not None and kind != channel.signature_type
+    ):
+        raise _bad("signature_type", "is not a signature type of this channel")
+    if channel is not None and validated.citizen.form != channel.form:
+        raise _bad("channel", f"requires a certificate of form {channel.form!r}")
     signed_bytes = _decode_b64(record["signed_bytes"], "signed_bytes")
     signature = _decode_b64(record["signature"], "signature")
     try:
         verify_signature(
-            content=signed_bytes,
+            content=channel.content(signed_bytes) if channel else signed_bytes,
             signature=signature,
-            signature_type="PKCS1" if kind == "RAW" else "PKCS7",
+            signature_type="PKCS7" if kind == "PKCS7" else "PKCS1",
             certificate=chain[0],
             allowed_hashes=DEFAULT_ALLOWED_HASHES,
         )
@@ -493,6 +522,16 @@ def verify_evidence(
         "anchor under the MOICA signing-certificate profile.",
         f"Revocation at the decision time: {revocation}.",
     ]
+    if channel is not None:
+        what = (
+            "signed_bytes itself"
+            if channel.tbs == "text"
+            else "the line 'moica-auth-sign-sha256/1 ' + SHA-256(signed_bytes) in hex"
+        )
+        statements.append(
+            f"Signed with the mobile citizen certificate (channel {channel.name}, "
+            f"{channel.sign_type}, form {channel.form}): the phone signed {what}."
+        )
     if stamped is not None:
         statements.append(
             f"The TSA {stamped[1]} attests that this record (every field) existed at "

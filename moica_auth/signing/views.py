@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.response import TemplateResponse
 
@@ -42,8 +43,9 @@ from moica_auth.hipki import client_messages
 from moica_auth.models import SignatureRequest, SignedApplication
 from moica_auth.services import get_services
 from moica_auth.session import moica_from_request
+from moica_auth.signing.channel import SigningChannel
 from moica_auth.signing.conf import signing_settings, tsa_client
-from moica_auth.signing.evidence import verify_signing
+from moica_auth.signing.evidence import SignedResult, verify_signing
 from moica_auth.signing.request import SignatureRequest as RequestText
 from moica_auth.signing.request import build_request, signer_key
 from moica_auth.templatetags.moica_auth import component_url
@@ -128,14 +130,19 @@ def _as_text(row: SignatureRequest) -> RequestText:
     )
 
 
-def _consume(request: HttpRequest, token: str) -> SignatureRequest:
-    """Take the request out of ``pending`` atomically: the single-use guarantee."""
+def pending_rows(request: HttpRequest, token: str) -> QuerySet[SignatureRequest]:
+    """The queryset of the request ``token`` of this user and session."""
     user_id = getattr(request.user, "pk", None)
     if user_id is None:
         raise SigningRequestUnknown("no logged-in user")
-    rows = SignatureRequest.objects.filter(
+    return SignatureRequest.objects.filter(
         token=token, user_id=user_id, session_hash=_session_hash(request)
     )
+
+
+def consume(request: HttpRequest, token: str) -> SignatureRequest:
+    """Take the request out of ``pending`` atomically: the single-use guarantee."""
+    rows = pending_rows(request, token)
     row = rows.first()
     if row is None:
         raise SigningRequestUnknown("no such signature request for this session")
@@ -158,46 +165,82 @@ def finish_signing(
     """Decide a citizen's answer to a request; raises ``MoicaAuthError`` on any refusal."""
     if not isinstance(token, str) or not 8 <= len(token) <= 64:
         raise SigningRequestUnknown("malformed request id")
-    row = _consume(request, token)
+    row = consume(request, token)
     now = app_settings.now()
     try:
-        if now >= row.expires_at:
-            raise SigningRequestExpired("the signature request is past its lifetime")
-        config = signing_settings()
-        result = verify_signing(
-            request=_as_text(row),
-            signature=signature,
-            signature_type=signature_type,
-            certificate=certificate,
-            verifier=get_services().verifier,
-            hash_key=app_settings.HASH_KEY,
-            at=now,
-            tsa=tsa_client(config),
-            require_timestamp=config.require_timestamp,
+        result = decide(
+            row, signature=signature, signature_type=signature_type, certificate=certificate, at=now
         )
     except MoicaAuthError as exc:
-        SignatureRequest.objects.filter(pk=row.pk).update(
-            outcome=exc.code, decided_at=now, client_ip=_client_ip(request)
-        )
-        logger.info("signature refused: %s (request %s)", exc.code, row.pk)
+        refused(request, [row], exc, at=now)
         raise
+    return store_signed(request, [(row, result)], at=now)[0]
+
+
+def decide(
+    row: SignatureRequest,
+    *,
+    signature: str,
+    signature_type: str,
+    certificate: str | None,
+    at: Any,
+    channel: SigningChannel | None = None,
+) -> SignedResult:
+    """Verify one answer to a consumed request (lifetime, then :func:`verify_signing`
+    with the site's verifier and TSA); raises ``MoicaAuthError``."""
+    if at >= row.expires_at:
+        raise SigningRequestExpired("the signature request is past its lifetime")
+    config = signing_settings()
+    return verify_signing(
+        request=_as_text(row),
+        signature=signature,
+        signature_type=signature_type,
+        certificate=certificate,
+        verifier=get_services().verifier,
+        hash_key=app_settings.HASH_KEY,
+        at=at,
+        tsa=tsa_client(config),
+        require_timestamp=config.require_timestamp,
+        channel=channel,
+    )
+
+
+def refused(
+    request: HttpRequest, rows: Sequence[SignatureRequest], exc: MoicaAuthError, *, at: Any
+) -> None:
+    """Record a refusal of consumed requests (the audit entry)."""
+    SignatureRequest.objects.filter(pk__in=[row.pk for row in rows]).update(
+        outcome=exc.code, decided_at=at, client_ip=_client_ip(request)
+    )
+    logger.info("signature refused: %s (requests %s)", exc.code, [row.pk for row in rows])
+
+
+def store_signed(
+    request: HttpRequest, decided: Sequence[tuple[SignatureRequest, SignedResult]], *, at: Any
+) -> list[SignedApplication]:
+    """Store accepted signatures as :class:`SignedApplication` rows, all or none."""
+    out: list[SignedApplication] = []
     with transaction.atomic():
-        SignatureRequest.objects.filter(pk=row.pk).update(
-            outcome=SignatureRequest.OK, decided_at=now, client_ip=_client_ip(request)
-        )
-        application = SignedApplication.objects.create(
-            request=row,
-            user=row.user,
-            service=row.service,
-            application_id=row.application_id,
-            signer_name=result.login.citizen.name or "",
-            cert_fingerprint=result.fingerprint,
-            signed_at=now,
-            timestamp_time=result.timestamp_time,
-            evidence=result.evidence_json(),
-        )
-    logger.info("signed application %s (request %s)", application.pk, row.pk)
-    return application
+        for row, result in decided:
+            SignatureRequest.objects.filter(pk=row.pk).update(
+                outcome=SignatureRequest.OK, decided_at=at, client_ip=_client_ip(request)
+            )
+            out.append(
+                SignedApplication.objects.create(
+                    request=row,
+                    user=row.user,
+                    service=row.service,
+                    application_id=row.application_id,
+                    signer_name=result.login.citizen.name or "",
+                    cert_fingerprint=result.fingerprint,
+                    signed_at=at,
+                    timestamp_time=result.timestamp_time,
+                    evidence=result.evidence_json(),
+                )
+            )
+    for application in out:
+        logger.info("signed application %s (request %s)", application.pk, application.request_id)
+    return out
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:
@@ -218,6 +261,25 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     return data
 
 
+def _mobile_signing_context(request: HttpRequest) -> dict[str, Any] | None:
+    """The 「以行動自然人憑證簽章」 part of the confirmation page, or ``None`` when the
+    mobile certificate is not configured. ``login_form`` tells the page which certificate
+    the session logged in with (the signature must come from that one)."""
+    from django.urls import reverse
+
+    from moica_auth.templatetags.moica_auth import mobile_box
+
+    box = mobile_box()
+    if box is None:
+        return None
+    return {
+        **box,
+        "start_url": reverse("moica:sign-mobile-start"),
+        "status_url": reverse("moica:sign-mobile-status"),
+        "login_form": moica_from_request(request).form,
+    }
+
+
 class SignFormMixin(MoicaRequiredMixin):
     """For a ``FormView``: a valid form is shown as the text to sign; the HiPKI answer,
     POSTed as JSON (``{"request", "signature", "signature_type", "certificate"}``) to
@@ -230,6 +292,11 @@ class SignFormMixin(MoicaRequiredMixin):
 
     def get_application_id(self, form: Any) -> str:
         return f"{app_settings.now():%Y%m%d}-{secrets.token_hex(4).upper()}"
+
+    def get_signed_redirect(self, application_id: str) -> str:
+        """Where the browser goes once the application is signed with the phone (the
+        mobile status answer's ``redirect``); ``""``: stay on the page."""
+        return ""
 
     def get_signing_fields(self, form: Any) -> list[tuple[str, str]]:
         """(label, value) in the form's order, as the citizen typed or chose them."""
@@ -262,6 +329,8 @@ class SignFormMixin(MoicaRequiredMixin):
                 "hipki_messages": client_messages(),
                 "component_url": component_url(),
                 "form": form,
+                "mobile_signing": _mobile_signing_context(request),
+                "signing_next": self.get_signed_redirect(row.application_id),
             },
         )
 

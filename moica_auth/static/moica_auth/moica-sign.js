@@ -11,6 +11,10 @@
  * the text or the tbs, so what the page shows is what the card signs.
  */
 
+// Signing with the phone (「以行動自然人憑證簽章」): the confirmation page's
+// <form data-moica-mobile> is the login box's mobile form pointed at the signing
+// endpoints (sign/mobile/start/, sign/mobile/status/); the same script binds it.
+import "./moica-auth-mobile.js";
 import {
   MoicaClient,
   MoicaError,

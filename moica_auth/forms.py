@@ -11,6 +11,7 @@ turned into one of those: bad input is a 4xx, never a 5xx.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,7 @@ from moica_auth.conf import app_settings
 from moica_auth.exceptions import FieldRequired, MalformedRequest, RequestTooLarge
 from moica_auth.login import PERSONAL_FIELDS, HipkiCardSource, PersonalInput
 
-__all__ = ["BODY_ERRORS", "LoginInput", "parse_fields", "parse_login", "read_body"]
+__all__ = ["BODY_ERRORS", "LoginInput", "optional_text", "parse_fields", "parse_login", "read_body"]
 
 _SIGNATURE_TYPES = ("PKCS7", "PKCS1")
 _TEXT_FIELDS = (
@@ -81,6 +82,17 @@ class LoginInput:
         return PersonalInput(
             id_number=self.id_number, birth_date=self.birth_date, requested=self.fields
         )
+
+
+def optional_text(data: Mapping[str, Any], name: str, *, limit: int = 64) -> str | None:
+    """A short optional string field of a JSON body: ``None`` when absent or empty,
+    stripped otherwise; anything else (a number, a list, too long) is a 400."""
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str) or len(value) > limit:
+        raise MalformedRequest(f"{name} must be a short string")
+    return value.strip()
 
 
 def parse_fields(value: object) -> frozenset[str]:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import logging
 import threading
-from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode
@@ -51,7 +50,7 @@ from moica_auth.exceptions import (
     SessionMismatch,
     TooManyAttempts,
 )
-from moica_auth.forms import parse_fields, read_body
+from moica_auth.forms import optional_text, parse_fields, read_body
 from moica_auth.login import (
     ClientInfo,
     Credential,
@@ -172,15 +171,6 @@ class VerifiedMobileSource:
         )
 
 
-def _text(data: Mapping[str, Any], name: str, *, limit: int = 64) -> str | None:
-    value = data.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise MalformedRequest(f"{name} must be a short string")
-    return value.strip()
-
-
 def _client(request: HttpRequest) -> ClientInfo:
     return ClientInfo(ip=client_ip(request), origin=request.headers.get("Origin"), request=request)
 
@@ -198,16 +188,16 @@ def start_view(request: HttpRequest) -> JsonResponse:
         # A locked address starts nothing (and rings no phone).
         services.limiter.check(ip=client.ip)
         data = read_body(request)
-        id_number = _text(data, "id_number")
-        mode = _text(data, "mode") or "push"
+        id_number = optional_text(data, "id_number")
+        mode = optional_text(data, "mode") or "push"
         if id_number is None and mode != WEB_MODE:  # MOI's WEB-01 page asks for it
             raise FieldRequired("id_number is required", fields=["id_number"])
         if mode not in source.settings.modes:
             # The client's choice, not MOI's refusal: a 400, not the source's 503.
             raise MalformedRequest("mode must be one of the enabled modes")
-        birth_date = _text(data, "birth_date")
+        birth_date = optional_text(data, "birth_date")
         fields = parse_fields(data.get("fields"))
-        next_url = _text(data, "next", limit=2000)
+        next_url = optional_text(data, "next", limit=2000)
         # The challenge is bound to the session key, so the session must exist now.
         request.session[PENDING_KEY] = True
         if not request.session.session_key:
@@ -291,7 +281,7 @@ def status_view(request: HttpRequest) -> HttpResponse:
     try:
         source = mobile_source(services)
         services.limiter.check(ip=client.ip)
-        handle = _text(read_body(request), "transaction")
+        handle = optional_text(read_body(request), "transaction")
         if handle is None:
             raise FieldRequired("transaction is required", fields=["transaction"])
         result = source.poll(

@@ -47,7 +47,7 @@ from moica_auth.exceptions import (
     SigningRequestReused,
     SigningRequestUnknown,
 )
-from moica_auth.forms import read_body
+from moica_auth.forms import optional_text, read_body
 from moica_auth.identity.id_number import check_last4, parse_id_number
 from moica_auth.mobile.errors import (
     MobileBatchTooLarge,
@@ -223,15 +223,6 @@ def poll_mobile_signing(
 # --- HTTP ---------------------------------------------------------------------------------
 
 
-def _text(data: dict[str, Any], name: str, *, limit: int = 64) -> str | None:
-    value = data.get(name)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str) or len(value) > limit:
-        raise MalformedRequest(f"{name} must be a short string")
-    return value.strip()
-
-
 def _keep_next(request: HttpRequest, transaction: str, next_url: str | None) -> None:
     kept = dict(request.session.get(NEXT_KEY) or {})
     while len(kept) >= _MAX_KEPT:
@@ -266,14 +257,14 @@ def start_view(request: HttpRequest) -> HttpResponse:
         tokens = data.get("requests", data.get("request"))
         # Counted before anything else: a batch too large never reaches MOI or the store.
         wanted = _tokens(tokens)
-        id_number = _text(data, "id_number")
+        id_number = optional_text(data, "id_number")
         if id_number is None:
             raise FieldRequired("id_number is required", fields=["id_number"])
-        mode = _text(data, "mode") or "push"
+        mode = optional_text(data, "mode") or "push"
         if mode not in mobile_source(get_services()).settings.modes:
             # The client's choice, not MOI's refusal: a 400, not the source's 503.
             raise MalformedRequest("mode must be one of the enabled modes")
-        next_url = _text(data, "next", limit=2000)
+        next_url = optional_text(data, "next", limit=2000)
         started = start_mobile_signing(
             request,
             tokens=wanted,
@@ -311,7 +302,7 @@ def status_view(request: HttpRequest) -> HttpResponse:
     "retry_after"}``, ``{"ok": true, "applications": [...], "redirect"?}`` or a refusal."""
     handle: str | None = None
     try:
-        handle = _text(read_body(request), "transaction")
+        handle = optional_text(read_body(request), "transaction")
         if handle is None:
             raise FieldRequired("transaction is required", fields=["transaction"])
         result = poll_mobile_signing(request, transaction=handle)

@@ -547,6 +547,32 @@ def test_an_enabled_mode_is_required_before_anything_else(
     assert response.status_code == 400
 
 
+def test_web01_is_not_a_signing_mode(signing: Any, phone_api: VirtualSpApi) -> None:
+    signing.MOICA_AUTH_MOBILE = {**signing.MOICA_AUTH_MOBILE, "modes": ["push", "qr", "web"]}
+    client = phone_login(phone_api)
+    row = open_request(client)
+    calls = dict(phone_api.calls)
+    response = start(client, row.token, mode="web")
+    assert_refused(response, "malformed_request")
+    assert response.status_code == 400 and phone_api.calls == calls
+
+
+def test_app_link_mode_signs_through_the_ticket(
+    signing: Any, phone_api: VirtualSpApi, pki: TestPKI, tsa_ids: TsaIdentities
+) -> None:
+    signing.MOICA_AUTH_MOBILE = {**signing.MOICA_AUTH_MOBILE, "modes": ["push", "mweb2app"]}
+    client = phone_login(phone_api)
+    row = open_request(client)
+    response = start(client, row.token, mode="mweb2app")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["app_link"].startswith("mobilemoica://moica.moi.gov.tw/w2a/verifySign?sp_ticket=")
+    phone_api.approve(phone_api.scan(body["sp_ticket"]).ticket_id)
+    done = until_done(client, "/moica/sign/mobile/status/", body["transaction"])
+    assert done.json()["ok"] is True, done.content
+    verify(SignedApplication.objects.get().evidence, pki, tsa_ids)
+
+
 def test_pkcs7_from_the_phone(
     signing: Any, phone_api: VirtualSpApi, pki: TestPKI, tsa_ids: TsaIdentities
 ) -> None:

@@ -56,6 +56,7 @@ from moica_auth.mobile.errors import (
     MobileSigningLoginRequired,
     MobileTransactionUnknown,
 )
+from moica_auth.mobile.settings import MODES
 from moica_auth.mobile.source import FORM, MobilePending, MobileStart
 from moica_auth.mobile.views import mobile_source, qr_svg
 from moica_auth.models import SignatureRequest, SignedApplication
@@ -261,9 +262,10 @@ def start_view(request: HttpRequest) -> HttpResponse:
         if id_number is None:
             raise FieldRequired("id_number is required", fields=["id_number"])
         mode = optional_text(data, "mode") or "push"
-        if mode not in mobile_source(get_services()).settings.modes:
-            # The client's choice, not MOI's refusal: a 400, not the source's 503.
-            raise MalformedRequest("mode must be one of the enabled modes")
+        if mode not in mobile_source(get_services()).settings.modes or mode not in MODES:
+            # The client's choice, not MOI's refusal: a 400, not the source's 503. WEB-01
+            # ("web") is a login mode only: MOI's page answers a login callback.
+            raise MalformedRequest("mode must be one of the enabled signing modes")
         next_url = optional_text(data, "next", limit=2000)
         started = start_mobile_signing(
             request,

@@ -342,6 +342,7 @@ class TsaClient:
         timeout: float = 5.0,
         policy: str | None = None,
         session: requests.Session | None = None,
+        intermediates: Sequence[x509.Certificate] = (),
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError("the TSA URL must be http(s)")
@@ -349,6 +350,9 @@ class TsaClient:
             raise ValueError("the TSA timeout must be positive")
         self.url = url
         self.anchors = tuple(anchors)
+        #: CA certificates between the TSA certificate and an anchor, for TSAs whose
+        #: tokens do not carry them.
+        self.intermediates = tuple(intermediates)
         self.timeout = timeout
         self.policy = policy
         self._session = session or requests.Session()
@@ -382,7 +386,13 @@ class TsaClient:
         if isinstance(token, core.Void) or token.native is None:
             raise _fail("the TSA granted no token")
         token_der = token.dump()
-        return verify_token(token_der, imprint=digest, anchors=self.anchors, nonce=nonce)
+        return verify_token(
+            token_der,
+            imprint=digest,
+            anchors=self.anchors,
+            nonce=nonce,
+            intermediates=self.intermediates,
+        )
 
     def _post(self, body: bytes) -> bytes:
         try:

@@ -54,7 +54,9 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from moica_auth.exceptions import EvidenceInvalid, TimestampError
@@ -177,6 +179,18 @@ def _validation_data(
     return certs, crls
 
 
+def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> bool:
+    if ca.subject != crl.issuer:
+        return False
+    key = ca.public_key()
+    if not isinstance(key, rsa.RSAPublicKey | ec.EllipticCurvePublicKey):
+        return False  # the only CA keys TSAs use; anything else cannot sign a CRL here
+    try:
+        return crl.is_signature_valid(key)
+    except (TypeError, ValueError, UnsupportedAlgorithm):
+        return False
+
+
 def check_crls(
     crls: Sequence[x509.CertificateRevocationList],
     path: Sequence[x509.Certificate],
@@ -189,14 +203,7 @@ def check_crls(
     ``after`` (the genTime of the token it speaks for) and at or before ``before``, and
     list no certificate of ``path`` that CA issued."""
     for crl in crls:
-        issuer = next(
-            (
-                ca
-                for ca in path
-                if ca.subject == crl.issuer and crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type]
-            ),
-            None,
-        )
+        issuer = next((ca for ca in path if _signed_by(crl, ca)), None)
         if issuer is None:
             return "a CRL is not issued by a CA of the time-stamp's path"
         this_update = crl.last_update_utc

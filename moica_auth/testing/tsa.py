@@ -132,7 +132,8 @@ def tsa_ca(
 
 
 def _root(pki: TestPKI, label: str, cn: str) -> CertifiedKey:
-    return tsa_ca(pki, label, cn)
+    # pathLen 1: the root certifies TSAs directly and through one intermediate CA.
+    return tsa_ca(pki, label, cn, path_length=1)
 
 
 def tsa_under(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -210,3 +211,39 @@ def test_path_is_checked_again_at_a_later_time(ids: TsaIdentities, pki: TestPKI)
 def test_tsa_certificate_pinned_as_anchor_still_works(ids: TsaIdentities, pki: TestPKI) -> None:
     stamped = verify_token(token(ids.tsa, pki), imprint=IMPRINT, anchors=[ids.tsa.certificate])
     assert stamped.tsa_chain == (ids.tsa.certificate,)
+
+
+# --- Django settings: TSA_INTERMEDIATES -----------------------------------------------
+
+
+def _pem(cert: x509.Certificate) -> str:
+    from cryptography.hazmat.primitives import serialization
+
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def test_tsa_intermediates_setting_reaches_the_client(
+    settings: Any, ids: TsaIdentities, pki: TestPKI
+) -> None:
+    from moica_auth.signing.conf import signing_settings, tsa_client
+
+    with TsaServer(ids, clock=lambda: pki.now, deep=True, carry_intermediate=False) as server:
+        settings.MOICA_AUTH_SIGNING = {
+            "TSA_URL": server.url,
+            "TSA_ANCHORS": [_pem(ids.root.certificate)],
+            "TSA_INTERMEDIATES": [_pem(ids.intermediate.certificate)],
+        }
+        client = tsa_client(signing_settings())
+        assert client is not None
+        assert client.intermediates == (ids.intermediate.certificate,)
+        assert client.timestamp(IMPRINT).tsa_chain[-1] == ids.root.certificate
+
+
+@pytest.mark.parametrize("value", ["not a list", ["not a pem"], [42]])
+def test_bad_tsa_intermediates_is_e105(settings: Any, value: Any) -> None:
+    from moica_auth.signing.checks import check_signing_settings
+
+    settings.MOICA_AUTH_SIGNING = {"TSA_INTERMEDIATES": value}
+    errors = check_signing_settings()
+    assert [e.id for e in errors] == ["moica_auth.E105"]
+    assert "TSA_INTERMEDIATES" in errors[0].msg

@@ -236,6 +236,32 @@ def test_renewal_refuses_a_token_dated_before_the_one_it_renews(
         renew(record, tsa=client(early, ids), at=NOW + timedelta(days=1))
 
 
+def test_renewal_records_the_path_an_auditor_then_need_not_supply(
+    card_g3: CitizenCard,
+    verifier: LoginVerifier,
+    servers: dict[str, TsaServer],
+    ids: TsaIdentities,
+    ocsp_pki: TestPKI,
+) -> None:
+    # Signed through a TSA under an intermediate CA that its tokens do not carry: the
+    # portal configures the intermediate, an auditor may not have it.
+    with TsaServer(ids, clock=lambda: NOW, deep=True, carry_intermediate=False) as deep:
+        portal_tsa = client(deep, ids, intermediates=[ids.intermediate.certificate])
+        request = make_request(card_g3)
+        record = decide(request, card_sign(card_g3, request), verifier, portal_tsa).evidence
+    assert refused_field(record, ocsp_pki, ids) == "timestamp"
+    offline(record, ocsp_pki, ids, tsa_intermediates=[ids.intermediate.certificate])
+    renewed = renew(
+        record,
+        tsa=client(servers["2035"], ids, intermediates=[ids.intermediate.certificate]),
+        at=Y2035,
+    )
+    recorded = renewed["archive"][0]["validation"]["certificates"]
+    assert len(recorded) == 2  # the intermediate and the root
+    report = offline(renewed, ocsp_pki, ids, at=Y2037)  # no tsa_intermediates needed now
+    assert report.timestamp_time == NOW
+
+
 # --- tampering with the archive -------------------------------------------------------
 
 
@@ -385,7 +411,7 @@ def test_renewal_records_a_crl_that_shows_the_tsa_unrevoked(
     renewed = renew(record, tsa=client(servers["2035"], ids), crls=[crl], at=Y2035)
     assert len(renewed["archive"][0]["validation"]["crls"]) == 1
     report = offline(renewed, ocsp_pki, ids, at=Y2037)
-    assert report.archive[0]["crls"] == 0  # the CRL speaks for the original token
+    assert report.archive[0]["crls"] == 1  # recorded by archive[0], for the original token
     assert report.as_json()["archive_timestamps"][0]["tsa"]
 
 

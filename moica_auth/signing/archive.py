@@ -76,6 +76,8 @@ __all__ = [
     "check_archive",
     "evidence_chain_hash",
     "newest_tsa_expiry",
+    "recorded_certificates",
+    "renew",
 ]
 
 ARCHIVE_FORMAT: Final = "moica-auth-archive/1"
@@ -88,7 +90,8 @@ MAX_VALIDATION_CRLS: Final = 4
 
 @dataclass(frozen=True)
 class ArchiveStamp:
-    """One verified time-stamp of the chain (the original one is index ``-1``)."""
+    """One verified time-stamp of the chain (the original one is index ``-1``); ``crls``
+    counts the CRLs its entry recorded for the time-stamp it renews."""
 
     index: int
     gen_time: datetime
@@ -191,6 +194,18 @@ def _signed_by(crl: x509.CertificateRevocationList, ca: x509.Certificate) -> boo
         return False
 
 
+def recorded_certificates(record: Mapping[str, Any], index: int) -> list[x509.Certificate]:
+    """The certificates ``archive[index]`` recorded, or ``[]`` when there are none or they
+    are malformed (:func:`check_archive` names that): path candidates only, never trusted."""
+    try:
+        entries = _entries(record)
+        if index >= len(entries):
+            return []
+        return _validation_data(entries[index]["validation"], "archive")[0]
+    except EvidenceInvalid:
+        return []
+
+
 def check_crls(
     crls: Sequence[x509.CertificateRevocationList],
     path: Sequence[x509.Certificate],
@@ -275,9 +290,19 @@ def check_archive(
             raise _bad("archive", "renews a time-stamp the record does not have")
         return ()
     when = at.astimezone(UTC)
+    recorded = [
+        _validation_data(entry["validation"], f"archive[{index}].validation")
+        for index, entry in enumerate(entries)
+    ]
+
+    def pool(position: int) -> list[x509.Certificate]:
+        # Token ``position`` (0: the original) may use the certificates the entry that
+        # renews it recorded: untrusted path candidates, like a token's own.
+        extra = recorded[position][0] if position < len(recorded) else []
+        return [*tsa_intermediates, *(c for c in extra if c not in tsa_intermediates)]
+
     tokens: list[TimestampToken] = [base]
     fields = ["timestamp"]
-    pools: list[list[x509.Certificate]] = [list(tsa_intermediates)]
     crl_counts = [0]
     previous = evidence_chain_hash(record, 0)
     for index, entry in enumerate(entries):
@@ -290,30 +315,26 @@ def check_archive(
                 "is not the hash of the evidence before it (an earlier archive time-stamp "
                 "was removed, altered or moved)",
             )
-        certs, crls = _validation_data(entry["validation"], f"{field}.validation")
-        # The renewed token's path may use the certificates this entry recorded.
-        pools[-1] = [*pools[-1], *(c for c in certs if c not in pools[-1])]
-        token = _verify_entry_token(entry, index, previous, list(tsa_intermediates), tsa_anchors)
+        token = _verify_entry_token(entry, index, previous, pool(index + 1), tsa_anchors)
         renewed = tokens[-1]
         if token.gen_time < renewed.gen_time:
             raise _bad(f"{field}.token", "is dated before the time-stamp it renews")
+        crls = recorded[index][1]
         if crls:
             path = _recheck(
                 renewed.der,
                 fields[-1],
                 tsa_anchors,
-                pools[-1],
+                pool(index),
                 token.gen_time,
                 f"{token.gen_time.isoformat()} (when {field} renewed it)",
             ).tsa_chain
             problem = check_crls(crls, path, after=renewed.gen_time, before=token.gen_time)
             if problem:
                 raise _bad(f"{field}.validation", problem)
-        crl_counts[-1] = len(crls)
         tokens.append(token)
         fields.append(f"{field}.token")
-        pools.append(list(tsa_intermediates))
-        crl_counts.append(0)
+        crl_counts.append(len(crls))
         previous = hashlib.sha256(_canonical(entry)).hexdigest()
 
     stamps: list[ArchiveStamp] = []
@@ -327,7 +348,7 @@ def check_archive(
         )
         if newest and until < token.gen_time:
             raise _bad(fields[position], "is dated after the verification time")
-        checked = _recheck(token.der, fields[position], tsa_anchors, pools[position], until, why)
+        checked = _recheck(token.der, fields[position], tsa_anchors, pool(position), until, why)
         stamps.append(
             ArchiveStamp(
                 index=position - 1,

@@ -363,9 +363,13 @@ def verified_timestamp(
     """Load a record, check its structure, its original time-stamp (at genTime) and every
     covered field against its digest; returns the record and that token (``None``: the
     record has none). The first steps of :func:`verify_evidence`, for renewal."""
+    from moica_auth.signing.archive import recorded_certificates
+
     record = _load(data)
     digests = _check_structure(record)
-    token = _verify_timestamp(record, digests, tsa_anchors, tsa_intermediates)
+    # A renewal records the path of the token it renews: usable as untrusted candidates.
+    recorded = [c for c in recorded_certificates(record, 0) if c not in tsa_intermediates]
+    token = _verify_timestamp(record, digests, tsa_anchors, [*tsa_intermediates, *recorded])
     for name in COVERED_FIELDS:
         if not hmac.compare_digest(_sha256_hex(record[name]), digests[name]):
             raise _bad(name, "does not match its digest")

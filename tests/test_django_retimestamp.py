@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,7 +20,7 @@ from django.core.management.base import CommandError
 from moica_auth.models import SignedApplication
 from moica_auth.signing.evidence import verify_evidence
 from moica_auth.testing.pki import TestPKI
-from moica_auth.testing.tsa import TsaIdentities
+from moica_auth.testing.tsa import TsaIdentities, TsaServer, tsa_under
 from tests.test_django_signing import (
     answer,
     logged_in_client,
@@ -46,12 +48,22 @@ def run(*args: str) -> dict[str, Any]:
     return json.loads(out.getvalue())
 
 
+@pytest.fixture(name="longer_tsa")
+def longer_tsa_fixture(signing: Any, pki: TestPKI, tsa_ids: TsaIdentities) -> Iterator[TsaServer]:
+    """A second TSA whose certificate outlives the signing TSA's, configured for renewal."""
+    longer = tsa_under(
+        pki, tsa_ids.intermediate, "django-renewal", not_after=pki.now + timedelta(days=15 * 365)
+    )
+    with TsaServer(
+        tsa_ids, signer=longer, extra_certificates=[tsa_ids.intermediate.certificate]
+    ) as server:
+        yield server
+
+
 def test_renews_due_evidence_and_it_verifies(
-    signing: Any, cards: Any, pki: TestPKI, tsa_ids: TsaIdentities
+    signing: Any, cards: Any, pki: TestPKI, tsa_ids: TsaIdentities, longer_tsa: TsaServer
 ) -> None:
     application = sign_one(cards)
-    from datetime import timedelta
-
     # The day after the TSA certificate's notAfter: it expires "before" that date.
     after_expiry = (tsa_ids.tsa.certificate.not_valid_after_utc + timedelta(days=1)).date()
     # Not due yet: the TSA certificate outlives the date.
@@ -65,21 +77,28 @@ def test_renews_due_evidence_and_it_verifies(
     due = run("--before", after_expiry.isoformat(), "--dry-run")
     assert due["due"] == [application.pk]
     assert "archive" not in SignedApplication.objects.get(pk=application.pk).evidence
+
+    # The configured TSA is still the one that signed: renewing with it is refused.
+    with pytest.raises(CommandError, match="1 evidence record"):
+        run("--before", after_expiry.isoformat())
+    assert "archive" not in SignedApplication.objects.get(pk=application.pk).evidence
+
+    signing.MOICA_AUTH_SIGNING = {**signing.MOICA_AUTH_SIGNING, "TSA_URL": longer_tsa.url}
     done = run("--before", after_expiry.isoformat())
     assert done["renewed"] == [application.pk]
     stored = SignedApplication.objects.get(pk=application.pk).evidence
     report = verify_evidence(stored, anchors=pki.anchors, tsa_anchors=[tsa_ids.root.certificate])
     assert len(report.archive) == 1
-    # The newest token is now the archive one, from the same (still valid) TSA: a second
-    # run with the same date renews again, which is harmless and verifies too.
-    again = run("--before", after_expiry.isoformat())
-    assert again["renewed"] == [application.pk]
+    # The newest token is now the longer one's: the same date finds nothing due any more.
+    assert run("--before", after_expiry.isoformat())["fresh"] == 1
+    # Years later, after the first TSA certificate expired, the record still verifies.
     report = verify_evidence(
-        SignedApplication.objects.get(pk=application.pk).evidence,
+        stored,
         anchors=pki.anchors,
         tsa_anchors=[tsa_ids.root.certificate],
+        at=datetime.combine(after_expiry, datetime.min.time(), tzinfo=UTC),
     )
-    assert len(report.archive) == 2
+    assert report.archive[0]["tsa"] == "moica-auth TEST TSA"
 
 
 def test_a_broken_record_is_reported_not_renewed(signing: Any, cards: Any) -> None:

@@ -262,6 +262,17 @@ def test_renewal_records_the_path_an_auditor_then_need_not_supply(
     assert report.timestamp_time == NOW
 
 
+def test_renewal_with_a_tsa_that_does_not_last_longer_is_refused(
+    record: dict[str, Any], ids: TsaIdentities
+) -> None:
+    # The record's own TSA again: its token would expire with the one it renews.
+    with (
+        TsaServer(ids, clock=lambda: NOW + timedelta(days=1)) as same,
+        pytest.raises(TimestampError, match="does not outlive"),
+    ):
+        renew(record, tsa=client(same, ids), at=NOW + timedelta(days=1))
+
+
 # --- tampering with the archive -------------------------------------------------------
 
 
@@ -488,8 +499,11 @@ def test_cli_retimestamp_then_verify(
     anchors: list[str] = []
     for index, cert in enumerate(ocsp_pki.anchors):
         anchors += ["--anchor", _pem(tmp_path, f"a{index}.pem", cert)]
-    # A TSA answering "now" (the real clock): the record's TSA is valid until 2035.
-    with TsaServer(ids) as live:
+    # A TSA answering "now" (the real clock) whose certificate outlives the record's.
+    longer = _tsa_between(
+        ocsp_pki, ids, "cli-renewal", NOW - timedelta(days=1), datetime(2045, 1, 1, tzinfo=UTC)
+    )
+    with TsaServer(ids, signer=longer) as live:
         assert cli.main(["evidence", "retimestamp", str(evidence), "--tsa", live.url]) == 2
         capsys.readouterr()
         code = cli.main(

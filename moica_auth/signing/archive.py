@@ -412,7 +412,9 @@ def renew(
 
     The record's time-stamps are first verified (against ``tsa.anchors`` and
     ``tsa.intermediates``) up to now, so a chain that no longer verifies is never
-    extended (renew *before* the newest TSA certificate expires). ``crls`` are recorded
+    extended (renew *before* the newest TSA certificate expires). The new token's TSA
+    certificate must expire after the newest one's, else :class:`TimestampError`: a
+    renewal that would not last longer is refused. ``crls`` are recorded
     as validation data of the newest token when they show its path unrevoked.
     Raises :class:`EvidenceInvalid` or :class:`TimestampError`.
     """
@@ -457,6 +459,12 @@ def renew(
     token = tsa.timestamp(archive_imprint(previous, validation))
     if token.gen_time < newest.gen_time:
         raise TimestampError("the TSA dated the archive time-stamp before the one it renews")
+    if token.tsa_certificate.not_valid_after_utc <= newest.tsa_certificate.not_valid_after_utc:
+        # Renewing with a TSA certificate that expires no later proves nothing longer, and
+        # a scheduled run would add such a token on every run: refuse, nothing is written.
+        raise TimestampError(
+            "the TSA's certificate does not outlive the one of the time-stamp it would renew"
+        )
     renewed = dict(record)
     renewed["archive"] = [
         *entries,

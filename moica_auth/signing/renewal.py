@@ -60,7 +60,7 @@ def evidence_text(record: dict[str, Any]) -> str:
 def _why(exc: Exception) -> str:
     if isinstance(exc, EvidenceInvalid):
         return f"{exc.data.get('field')}: {exc.data.get('reason')}"
-    return getattr(exc, "code", type(exc).__name__)
+    return f"{getattr(exc, 'code', type(exc).__name__)}: {getattr(exc, 'detail', '')}"
 
 
 def renew_due(

@@ -123,6 +123,7 @@ def renewed_twice_fixture(
 
 
 def offline(record: Any, pki: TestPKI, ids: TsaIdentities, **kw: Any) -> Any:
+    kw.setdefault("at", NOW + timedelta(days=1))  # never today's date
     return verify_evidence(
         json.dumps(record) if isinstance(record, dict) else record,
         anchors=pki.anchors,

@@ -247,3 +247,16 @@ def test_bad_tsa_intermediates_is_e105(settings: Any, value: Any) -> None:
     errors = check_signing_settings()
     assert [e.id for e in errors] == ["moica_auth.E105"]
     assert "TSA_INTERMEDIATES" in errors[0].msg
+
+
+def test_path_length_constraint_of_the_anchor_is_enforced(ids: TsaIdentities, pki: TestPKI) -> None:
+    # An anchor with pathLenConstraint 0 may certify TSAs, not CAs that certify TSAs.
+    strict_root = tsa_ca(pki, "strict-root", "moica-auth TEST strict TSA root", path_length=0)
+    below = tsa_ca(pki, "below-strict", "moica-auth TEST below strict", issuer=strict_root)
+    tsa = tsa_under(pki, below, "under-below-strict")
+    with pytest.raises(TimestampUntrusted, match="does not validate"):
+        verify_token(token(tsa, pki, below), imprint=IMPRINT, anchors=[strict_root.certificate])
+    direct = tsa_under(pki, strict_root, "direct-under-strict")
+    assert verify_token(
+        token(direct, pki), imprint=IMPRINT, anchors=[strict_root.certificate]
+    ).tsa_chain == (direct.certificate, strict_root.certificate)

@@ -113,6 +113,13 @@ def test_a_broken_record_is_reported_not_renewed(signing: Any, cards: Any) -> No
         call_command("moica_retimestamp", "--before", "2100-01-01", stdout=out)
     summary = json.loads(out.getvalue())
     assert summary["failed"][str(application.pk)].startswith("timestamp:")
+    for garbage in ("[]", "not json", json.dumps({**record, "archive": {"x": 1}})):
+        SignedApplication.objects.filter(pk=application.pk).update(evidence=garbage)
+        out = io.StringIO()
+        with pytest.raises(CommandError):
+            call_command("moica_retimestamp", "--before", "2100-01-01", stdout=out)
+        assert str(application.pk) in json.loads(out.getvalue())["failed"]
+    SignedApplication.objects.filter(pk=application.pk).update(evidence=json.dumps(record))
     assert SignedApplication.objects.get(pk=application.pk).evidence == json.dumps(record)
 
 

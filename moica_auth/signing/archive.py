@@ -370,14 +370,10 @@ def newest_token(
 ) -> TimestampToken | None:
     """The newest time-stamp of ``record`` (the last archive token, else the original),
     verified at its genTime; ``None`` when the record has none."""
-    entries = record.get("archive") or []
+    entries = _entries(record)
     if entries:
-        index = len(entries) - 1
-        der = _decode(
-            entries[-1].get("token") if isinstance(entries[-1], dict) else None,
-            f"archive[{index}].token",
-        )
-        field = f"archive[{index}].token"
+        field = f"archive[{len(entries) - 1}].token"
+        der = _decode(entries[-1]["token"], field)
     else:
         stamp = record.get("timestamp")
         if stamp is None:

@@ -112,6 +112,10 @@ def cmd_evidence_retimestamp(args: argparse.Namespace) -> int:
         intermediates=_load_cert_files(args.tsa_intermediate, "--tsa-intermediate"),
         timeout=args.timeout,
     )
+    from moica_auth.signing.archive import MAX_VALIDATION_CRLS
+
+    if len(args.tsa_crl) > MAX_VALIDATION_CRLS:
+        raise UsageError(f"--tsa-crl: at most {MAX_VALIDATION_CRLS} CRLs")
     crls = _load_crl_files(args.tsa_crl)
     data = _read(args.file)
     try:

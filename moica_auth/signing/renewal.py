@@ -23,8 +23,9 @@ from cryptography import x509
 from django.db import transaction
 
 from moica_auth.exceptions import ConfigurationError, EvidenceInvalid, TimestampError
-from moica_auth.signing.archive import newest_tsa_expiry, renew
+from moica_auth.signing.archive import MAX_VALIDATION_CRLS, newest_tsa_expiry, renew
 from moica_auth.signing.conf import signing_settings, tsa_client
+from moica_auth.signing.evidence import _load as load_record
 from moica_auth.signing.timestamp import TsaClient
 
 __all__ = ["RenewalSummary", "evidence_text", "renew_due"]
@@ -82,6 +83,8 @@ def renew_due(
 
     if before.tzinfo is None or before.utcoffset() is None:
         raise ValueError("before must be timezone-aware")
+    if len(crls) > MAX_VALIDATION_CRLS:
+        raise ValueError(f"at most {MAX_VALIDATION_CRLS} CRLs")
     if client is None:
         client = tsa_client(signing_settings())
         if client is None:
@@ -93,11 +96,11 @@ def renew_due(
             break
         try:
             expiry = newest_tsa_expiry(
-                json.loads(text),
+                load_record(text),
                 tsa_anchors=client.anchors,
                 tsa_intermediates=client.intermediates,
             )
-        except (ValueError, EvidenceInvalid) as exc:
+        except EvidenceInvalid as exc:
             summary.failed[pk] = _why(exc)
             continue
         if expiry is None:

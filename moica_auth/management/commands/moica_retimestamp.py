@@ -18,6 +18,7 @@ from cryptography import x509
 from django.core.management.base import BaseCommand, CommandError
 
 from moica_auth.exceptions import ConfigurationError
+from moica_auth.signing.archive import MAX_VALIDATION_CRLS
 from moica_auth.signing.renewal import renew_due
 
 
@@ -65,6 +66,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         if not 1 <= options["limit"] <= 100_000:
             raise CommandError("--limit must be 1 to 100000")
+        if len(options["tsa_crl"]) > MAX_VALIDATION_CRLS:
+            raise CommandError(f"--tsa-crl: at most {MAX_VALIDATION_CRLS} CRLs")
         crls = [_crl(path) for path in options["tsa_crl"]]
         try:
             summary = renew_due(

@@ -161,6 +161,8 @@ def _verify_evidence_upload(request: HttpRequest) -> dict[str, Any]:
             tsa_anchors=signing_settings().tsa_anchors,
             intermediates=load_certificate_setting(app_settings.INTERMEDIATES),
             require_timestamp=True,
+            tsa_intermediates=signing_settings().tsa_intermediates,
+            at=app_settings.now(),  # the time-stamps are valid "now" on the demo's clock
         )
     except MoicaAuthError as exc:
         return {

@@ -1,7 +1,7 @@
 """System checks E101-E109 for ``MOICA_AUTH_SIGNING`` (see :mod:`moica_auth.signing.conf`).
 
 * E101 not a dict, or unknown keys; E102 LIFETIME; E103 MAX_TEXT_BYTES;
-  E104 SIGNATURE_TYPES; E105 TSA_ANCHORS unreadable; E106 TSA_URL not http(s);
+  E104 SIGNATURE_TYPES; E105 TSA_ANCHORS or TSA_INTERMEDIATES unreadable; E106 TSA_URL not http(s);
   E107 TSA_URL without TSA_ANCHORS; E108 TSA_TIMEOUT; E109 REQUIRE_TIMESTAMP without TSA_URL
   (or not a bool).
 """

@@ -8,6 +8,7 @@
         "SIGNATURE_TYPES": ["PKCS7", "RAW"],
         "TSA_URL": "https://tsa.example/",   # RFC 3161 over HTTP; None: no time-stamp
         "TSA_ANCHORS": ["-----BEGIN CERTIFICATE-----…"],  # PEM text or file paths
+        "TSA_INTERMEDIATES": [],         # TSA CA certificates tokens do not carry
         "TSA_TIMEOUT": 5.0,              # seconds, connect and read each
         "REQUIRE_TIMESTAMP": True,       # refuse a signature when the TSA gives no token
     }
@@ -40,6 +41,7 @@ KNOWN_KEYS: Final = frozenset(
         "SIGNATURE_TYPES",
         "TSA_URL",
         "TSA_ANCHORS",
+        "TSA_INTERMEDIATES",
         "TSA_TIMEOUT",
         "REQUIRE_TIMESTAMP",
     }
@@ -55,15 +57,14 @@ class SigningSettings:
     tsa_anchors: tuple[x509.Certificate, ...]
     tsa_timeout: float
     require_timestamp: bool
+    tsa_intermediates: tuple[x509.Certificate, ...] = ()
 
 
-def _anchors(value: object) -> tuple[x509.Certificate, ...]:
+def _anchors(value: object, key: str = "TSA_ANCHORS") -> tuple[x509.Certificate, ...]:
     if value is None:
         return ()
     if isinstance(value, str | bytes) or not isinstance(value, list | tuple):
-        raise ConfigurationError(
-            "TSA_ANCHORS must be a list of PEM texts or file paths", check="E105"
-        )
+        raise ConfigurationError(f"{key} must be a list of PEM texts or file paths", check="E105")
     out: list[x509.Certificate] = []
     for item in value:
         if isinstance(item, x509.Certificate):
@@ -71,19 +72,19 @@ def _anchors(value: object) -> tuple[x509.Certificate, ...]:
             continue
         if not isinstance(item, str | bytes):
             raise ConfigurationError(
-                "TSA_ANCHORS holds something that is not a certificate", check="E105"
+                f"{key} holds something that is not a certificate", check="E105"
             )
         raw = item.encode() if isinstance(item, str) else item
         if b"-----BEGIN" not in raw:
             try:
                 raw = Path(raw.decode()).read_bytes()
             except (OSError, UnicodeDecodeError) as exc:
-                raise ConfigurationError("a TSA_ANCHORS file cannot be read", check="E105") from exc
+                raise ConfigurationError(f"a {key} file cannot be read", check="E105") from exc
         try:
             out.extend(x509.load_pem_x509_certificates(raw))
         except ValueError as exc:
             raise ConfigurationError(
-                "a TSA_ANCHORS entry is not a PEM certificate", check="E105"
+                f"a {key} entry is not a PEM certificate", check="E105"
             ) from exc
     return tuple(out)
 
@@ -122,6 +123,7 @@ def signing_settings() -> SigningSettings:
     ):
         raise ConfigurationError("TSA_URL must be an http(s) URL", check="E106")
     anchors = _anchors(raw.get("TSA_ANCHORS"))
+    intermediates = _anchors(raw.get("TSA_INTERMEDIATES"), "TSA_INTERMEDIATES")
     if url and not anchors:
         raise ConfigurationError("TSA_URL is set but TSA_ANCHORS is empty", check="E107")
     timeout = raw.get("TSA_TIMEOUT", 5.0)
@@ -142,10 +144,16 @@ def signing_settings() -> SigningSettings:
         tsa_anchors=anchors,
         tsa_timeout=float(timeout),
         require_timestamp=require,
+        tsa_intermediates=intermediates,
     )
 
 
 def tsa_client(config: SigningSettings) -> TsaClient | None:
     if not config.tsa_url:
         return None
-    return TsaClient(url=config.tsa_url, anchors=config.tsa_anchors, timeout=config.tsa_timeout)
+    return TsaClient(
+        url=config.tsa_url,
+        anchors=config.tsa_anchors,
+        timeout=config.tsa_timeout,
+        intermediates=config.tsa_intermediates,
+    )

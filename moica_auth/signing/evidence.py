@@ -18,6 +18,11 @@ canonical ``{"digests", "format"}`` manifest: the timestamp therefore covers the
 (through ``digests.signature``) and every other field, and a changed byte is attributed
 to the exact field. :func:`verify_evidence` re-verifies a record offline, at its decision
 time, against anchors the auditor supplies.
+
+A record may also carry an optional ``archive`` list of archive time-stamps (renewals,
+:mod:`moica_auth.signing.archive`): without it the record is exactly as above; with it,
+each time-stamp must be valid at the time the next one proves, and the newest at the
+verification time.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from moica_auth.signature import DEFAULT_ALLOWED_HASHES, decode_signature, verif
 from moica_auth.signing.channel import SigningChannel
 from moica_auth.signing.request import SignatureRequest, parse_header, signer_key
 from moica_auth.signing.revocation_evidence import RevocationRecorder, recording_checker
-from moica_auth.signing.timestamp import TsaClient, verify_token
+from moica_auth.signing.timestamp import TimestampToken, TsaClient, verify_token
 from moica_auth.validation.chain import ValidationPolicy, validate_chain
 from moica_auth.validation.trust import TrustStore
 from moica_auth.verifier import LoginVerifier, VerifiedLogin
@@ -63,6 +68,7 @@ __all__ = [
     "EvidenceReport",
     "SignedResult",
     "canonical_json",
+    "verified_timestamp",
     "verify_evidence",
     "verify_signing",
 ]
@@ -246,9 +252,12 @@ class EvidenceReport:
     timestamp_tsa: str | None
     revocation: str
     statements: tuple[str, ...]
+    #: Archive time-stamps (renewals), oldest first; empty for a record without them.
+    archive: tuple[dict[str, Any], ...] = ()
+    verified_at: datetime | None = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "ok": True,
             "format": EVIDENCE_FORMAT,
             "signer": self.signer,
@@ -261,6 +270,11 @@ class EvidenceReport:
             "revocation": self.revocation,
             "proves": list(self.statements),
         }
+        if self.archive:
+            # Only renewed records gain these keys: an unrenewed record reports as before.
+            out["archive_timestamps"] = list(self.archive)
+            out["verified_at"] = self.verified_at.isoformat() if self.verified_at else None
+        return out
 
 
 def _bad(field: str, reason: str, cause: Exception | None = None) -> EvidenceInvalid:
@@ -322,7 +336,8 @@ def _check_structure(record: dict[str, Any]) -> dict[str, str]:
     expected = {*covered, "format", "digests", "timestamp"}
     for name in sorted(expected - set(record)):
         raise _bad(name, "is missing")
-    for name in sorted(set(record) - expected):
+    # ``archive`` (renewals) is optional: records without it are unchanged.
+    for name in sorted(set(record) - expected - {"archive"}):
         raise _bad(name, "is not a field of this format")
     digests = record["digests"]
     if (
@@ -335,8 +350,12 @@ def _check_structure(record: dict[str, Any]) -> dict[str, str]:
 
 
 def _verify_timestamp(
-    record: dict[str, Any], digests: dict[str, str], tsa_anchors: Sequence[x509.Certificate]
-) -> tuple[datetime, str] | None:
+    record: dict[str, Any],
+    digests: dict[str, str],
+    tsa_anchors: Sequence[x509.Certificate],
+    tsa_intermediates: Sequence[x509.Certificate] = (),
+) -> TimestampToken | None:
+    """The original time-stamp, verified at its genTime, its imprint over ``digests``."""
     stamp = record["timestamp"]
     if stamp is None:
         return None
@@ -344,12 +363,36 @@ def _verify_timestamp(
         raise _bad("timestamp", 'must be {"token": base64}')
     token_der = _decode_b64(stamp["token"], "timestamp")
     try:
-        token = verify_token(token_der, imprint=None, anchors=tsa_anchors)
+        token = verify_token(
+            token_der, imprint=None, anchors=tsa_anchors, intermediates=tsa_intermediates
+        )
     except TimestampError as exc:
         raise _bad("timestamp", exc.detail or "does not verify", exc) from exc
     if not hmac.compare_digest(token.imprint, _manifest_imprint(digests)):
         raise _bad("digests", "do not match the time-stamped imprint")
-    return token.gen_time, token.tsa_certificate.subject.rfc4514_string()
+    return token
+
+
+def verified_timestamp(
+    data: bytes | str | Mapping[str, Any],
+    *,
+    tsa_anchors: Sequence[x509.Certificate],
+    tsa_intermediates: Sequence[x509.Certificate] = (),
+) -> tuple[dict[str, Any], TimestampToken | None]:
+    """Load a record, check its structure, its original time-stamp (at genTime) and every
+    covered field against its digest; returns the record and that token (``None``: the
+    record has none). The first steps of :func:`verify_evidence`, for renewal."""
+    from moica_auth.signing.archive import recorded_certificates
+
+    record = _load(data)
+    digests = _check_structure(record)
+    # A renewal records the path of the token it renews: usable as untrusted candidates.
+    recorded = [c for c in recorded_certificates(record, 0) if c not in tsa_intermediates]
+    token = _verify_timestamp(record, digests, tsa_anchors, [*tsa_intermediates, *recorded])
+    for name in _covered(record):
+        if not hmac.compare_digest(_sha256_hex(record[name]), digests[name]):
+            raise _bad(name, "does not match its digest")
+    return record, token
 
 
 def _verify_revocation(value: object, chain: Sequence[x509.Certificate], at: datetime) -> str:
@@ -416,6 +459,8 @@ def verify_evidence(
     intermediates: Sequence[x509.Certificate] = (),
     policy: ValidationPolicy | None = None,
     require_timestamp: bool = True,
+    tsa_intermediates: Sequence[x509.Certificate] = (),
+    at: datetime | None = None,
 ) -> EvidenceReport:
     """Re-verify an evidence record offline at its decision time.
 
@@ -426,15 +471,32 @@ def verify_evidence(
     time (RFC 5280 §6, MOICA profile); the signature over the signed bytes; the request
     fields against the signed text; the recorded revocation evidence (an OCSP response is
     re-verified, RFC 6960).
+
+    Then the time-stamps as a chain (:func:`moica_auth.signing.archive.check_archive`):
+    each valid at the time the next archive time-stamp proves, the newest at ``at`` (the
+    verification time; default now). ``tsa_intermediates`` are CA certificates between a
+    TSA certificate and ``tsa_anchors`` that a token does not carry.
     """
+    from moica_auth.signing.archive import check_archive
+
+    if at is not None and (at.tzinfo is None or at.utcoffset() is None):
+        raise ValueError("at must be timezone-aware")
     record = _load(data)
-    digests = _check_structure(record)
-    if record["timestamp"] is None and require_timestamp:
+    if require_timestamp and record.get("timestamp") is None:
+        _check_structure(record)  # a malformed record is named first, as before
         raise _bad("timestamp", "is absent and a time-stamp is required")
-    stamped = _verify_timestamp(record, digests, tsa_anchors)
-    for name in _covered(record):
-        if not hmac.compare_digest(_sha256_hex(record[name]), digests[name]):
-            raise _bad(name, "does not match its digest")
+    record, token = verified_timestamp(
+        record, tsa_anchors=tsa_anchors, tsa_intermediates=tsa_intermediates
+    )
+    verified_at = (at or datetime.now(UTC)).astimezone(UTC)
+    chain_of_stamps = check_archive(
+        record,
+        base=token,
+        tsa_anchors=tsa_anchors,
+        tsa_intermediates=tsa_intermediates,
+        at=verified_at,
+    )
+    stamped = (token.gen_time, token.tsa_certificate.subject.rfc4514_string()) if token else None
 
     decided = _parse_time(record["decision_time"], "decision_time")
     if stamped is not None:
@@ -542,6 +604,20 @@ def verify_evidence(
             "No time-stamp: nothing independent of the portal dates the record; it proves "
             "less once the certificate expires."
         )
+    renewals = [s for s in chain_of_stamps if s.index >= 0]
+    for stamp in renewals:
+        statements.append(
+            f"Archive time-stamp {stamp.index} by the TSA {stamp.tsa} attests at "
+            f"{stamp.gen_time.isoformat()} that everything before it existed, including the "
+            "earlier time-stamps and the data to validate them; the earlier time-stamp's TSA "
+            "path was valid then, so it stays proven after that TSA certificate expires."
+        )
+    if renewals:
+        newest = chain_of_stamps[-1]
+        statements.append(
+            f"The newest time-stamp's TSA certificate is valid at {verified_at.isoformat()} "
+            f"and expires {newest.tsa_not_after.isoformat()}: renew the record before then."
+        )
     statements.append(
         "That the signer was the logged-in citizen is the portal's check (the signed text "
         "names the login certificate by a keyed hash), not re-verifiable without its key."
@@ -561,4 +637,16 @@ def verify_evidence(
         timestamp_tsa=stamped[1] if stamped else None,
         revocation=revocation,
         statements=tuple(statements),
+        archive=tuple(
+            {
+                "index": s.index,
+                "gen_time": s.gen_time.isoformat(),
+                "tsa": s.tsa,
+                "tsa_not_after": s.tsa_not_after.isoformat(),
+                "valid_at": s.checked_until.isoformat(),
+                "crls": s.crls,
+            }
+            for s in renewals
+        ),
+        verified_at=verified_at,
     )

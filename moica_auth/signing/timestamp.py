@@ -12,8 +12,15 @@ verifier uses. cryptography has no CMS verification API, so the token's SignedDa
   §2.4.2, RFC 5816), so the certificate cannot be swapped;
 * an RSA PKCS#1 v1.5 signature with SHA-256/384/512 over the DER of the signed attributes;
 * the signer certificate has extendedKeyUsage **critical** and exactly id-kp-timeStamping
-  (RFC 3161 §2.3), is valid at genTime, and is one of the configured TSA anchors or
-  directly issued by one of them;
+  (RFC 3161 §2.3) and is one of the configured TSA anchors, or chains to one through
+  intermediate CAs (the token's own certificates, configured or recorded intermediates):
+  RFC 5280 path validation by :func:`~moica_auth.validation.chain.validate_chain`
+  (``generic`` profile, so ``cryptography.x509.verification`` builds and checks the
+  path) at genTime, and again at ``valid_at`` when the caller names a later time (the
+  verification time, or the time a later archive time-stamp proves);
+* the work is bounded: a token carrying more than :data:`MAX_TOKEN_CERTIFICATES`
+  certificates is refused before any is parsed, and path building is capped like a
+  login's (:mod:`moica_auth.validation.bounds`);
 * the TSTInfo messageImprint equals the expected SHA-256 digest, and the nonce (online)
   equals the one sent.
 """
@@ -32,16 +39,42 @@ import requests
 from asn1crypto import cms, core, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-from moica_auth.exceptions import TimestampError, TimestampUntrusted
+from moica_auth.exceptions import (
+    ChainTooComplex,
+    MoicaAuthError,
+    TimestampError,
+    TimestampUntrusted,
+    UntrustedIssuer,
+)
+from moica_auth.validation.chain import ValidationPolicy, validate_chain
+from moica_auth.validation.trust import TrustStore
 
-__all__ = ["TimeStampResp", "TimestampToken", "TsaClient", "verify_token"]
+__all__ = [
+    "MAX_TOKEN_CERTIFICATES",
+    "TSA_MAX_CHAIN_DEPTH",
+    "TimeStampResp",
+    "TimestampToken",
+    "TsaClient",
+    "verify_token",
+]
 
 MAX_RESPONSE_BYTES: Final = 64 * 1024
+#: Certificates a token may carry (the TSA's own and its CAs'), and intermediates one
+#: path search may consider in all: the same cap as a login token's carried certificates.
+MAX_TOKEN_CERTIFICATES: Final = 8
+#: Intermediate CAs between the TSA certificate and a configured TSA anchor.
+TSA_MAX_CHAIN_DEPTH: Final = 3
+# RFC 5280 only (a TSA certificate is no citizen certificate); EKU is checked apart.
+_TSA_POLICY: Final = ValidationPolicy(
+    profile="generic",
+    max_chain_depth=TSA_MAX_CHAIN_DEPTH,
+    max_carried_certificates=MAX_TOKEN_CERTIFICATES,
+)
 _HASHES: Final[dict[str, type[hashes.HashAlgorithm]]] = {
     "sha256": hashes.SHA256,
     "sha384": hashes.SHA384,
@@ -69,6 +102,9 @@ class TimestampToken:
     policy: str
     tsa_certificate: x509.Certificate
     imprint: bytes
+    #: The validated path, TSA certificate first and anchor last (the TSA certificate
+    #: alone when it is itself a configured anchor).
+    tsa_chain: tuple[x509.Certificate, ...] = ()
 
 
 def _fail(message: str) -> TimestampError:
@@ -97,29 +133,63 @@ def _signing_cert_hash_ok(attrs: Any, cert_der: bytes) -> bool:
     return False
 
 
-def _check_tsa_certificate(
-    cert: x509.Certificate, anchors: Sequence[x509.Certificate], at: datetime
-) -> None:
+def _check_tsa_eku(cert: x509.Certificate) -> None:
     try:
         eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
     except x509.ExtensionNotFound as exc:
         raise TimestampUntrusted("the TSA certificate has no extendedKeyUsage") from exc
+    except ValueError as exc:
+        raise TimestampUntrusted("the TSA certificate's extensions are malformed") from exc
     if not eku.critical or list(eku.value) != [ExtendedKeyUsageOID.TIME_STAMPING]:
         raise TimestampUntrusted(
             "the TSA certificate's extendedKeyUsage must be critical and only timeStamping"
         )
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+
+
+def _tsa_path(
+    cert: x509.Certificate,
+    anchors: Sequence[x509.Certificate],
+    candidates: Sequence[x509.Certificate],
+    at: datetime,
+) -> tuple[x509.Certificate, ...]:
+    """The path TSA certificate → … → anchor valid at ``at``; raises TimestampUntrusted."""
     if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
-        raise TimestampUntrusted("the TSA certificate was not valid at genTime")
-    for anchor in anchors:
-        if anchor == cert:
-            return
-        try:
-            cert.verify_directly_issued_by(anchor)
-        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
-            continue
-        if anchor.not_valid_before_utc <= at <= anchor.not_valid_after_utc:
-            return
-    raise TimestampUntrusted("the TSA certificate is not issued by a configured TSA anchor")
+        raise TimestampUntrusted(f"the TSA certificate was not valid at {at.isoformat()}")
+    if cert in anchors:
+        # A TSA certificate pinned as an anchor itself (RFC 5280 §6.1.1 (d)).
+        return (cert,)
+    ca_anchors = [a for a in anchors if _is_ca(a)]
+    if not ca_anchors:
+        raise TimestampUntrusted("the TSA certificate is not issued by a configured TSA anchor")
+    try:
+        validated = validate_chain(
+            certificate=cert,
+            trust=TrustStore.from_certificates(ca_anchors),
+            intermediates=candidates,
+            policy=_TSA_POLICY,
+            at=at,
+        )
+    except UntrustedIssuer as exc:
+        raise TimestampUntrusted(
+            "the TSA certificate is not issued by a configured TSA anchor"
+        ) from exc
+    except ChainTooComplex as exc:
+        raise TimestampUntrusted(
+            f"the time-stamp path carries more than {MAX_TOKEN_CERTIFICATES} certificates"
+        ) from exc
+    except MoicaAuthError as exc:
+        raise TimestampUntrusted(
+            f"the TSA certificate's path to its anchor does not validate at {at.isoformat()} "
+            f"({exc.code}: {exc.detail})"
+        ) from exc
+    return validated.chain
 
 
 def verify_token(
@@ -128,15 +198,25 @@ def verify_token(
     imprint: bytes | None,
     anchors: Sequence[x509.Certificate],
     nonce: int | None = None,
+    intermediates: Sequence[x509.Certificate] = (),
+    valid_at: datetime | None = None,
 ) -> TimestampToken:
     """Verify a TimeStampToken (RFC 3161 §2.4.2) over the SHA-256 digest ``imprint``
     (``None``: any SHA-256 imprint, returned for the caller to compare).
 
+    The TSA certificate's path to one of ``anchors`` is built from the token's own
+    certificates and ``intermediates`` (untrusted candidates, at most
+    :data:`MAX_TOKEN_CERTIFICATES` in all) and validated at genTime and, when given, at
+    ``valid_at`` too (not before genTime).
+
     Raises :class:`TimestampError` (malformed, wrong imprint or nonce, bad signature) or
-    :class:`TimestampUntrusted` (the signer is not a configured TSA).
+    :class:`TimestampUntrusted` (the signer is not a configured TSA, or its path does
+    not validate).
     """
     if not anchors:
         raise TimestampUntrusted("no TSA anchors are configured")
+    if valid_at is not None and (valid_at.tzinfo is None or valid_at.utcoffset() is None):
+        raise ValueError("valid_at must be timezone-aware")
     try:
         info = cms.ContentInfo.load(token_der, strict=True)
         if info["content_type"].native != "signed_data":
@@ -168,7 +248,15 @@ def verify_token(
         sid = signer["sid"]
         certificate: x509.Certificate | None = None
         cert_der = b""
-        for choice in signed["certificates"] or []:
+        carried = list(signed["certificates"] or [])
+        # Bounded before any carried certificate is parsed (as a login token's are).
+        if len(carried) > MAX_TOKEN_CERTIFICATES:
+            raise TimestampUntrusted(
+                f"the time-stamp token carries {len(carried)} certificates, more than "
+                f"the {MAX_TOKEN_CERTIFICATES} accepted"
+            )
+        others: list[x509.Certificate] = []
+        for choice in carried:
             if choice.name != "certificate":
                 continue
             candidate: asn1_x509.Certificate = choice.chosen
@@ -179,10 +267,11 @@ def verify_token(
                 )
             else:
                 match = candidate.key_identifier == sid.chosen.native
-            if match:
+            if match and certificate is None:
                 cert_der = candidate.dump()
                 certificate = x509.load_der_x509_certificate(cert_der)
-                break
+            else:
+                others.append(x509.load_der_x509_certificate(candidate.dump()))
         if certificate is None:
             raise _fail("the time-stamp token does not carry its signer certificate")
         if not _signing_cert_hash_ok(attrs, cert_der):
@@ -212,7 +301,18 @@ def verify_token(
     if not isinstance(gen_time, datetime) or gen_time.tzinfo is None:
         raise _fail("the time-stamp genTime is not a UTC time")
     gen_time = gen_time.astimezone(UTC)
-    _check_tsa_certificate(certificate, anchors, gen_time)
+    _check_tsa_eku(certificate)
+    pool = [*others, *(c for c in intermediates if c not in others)]
+    if len(pool) > MAX_TOKEN_CERTIFICATES:
+        raise TimestampUntrusted(
+            f"the time-stamp path carries more than {MAX_TOKEN_CERTIFICATES} certificates"
+        )
+    path = _tsa_path(certificate, anchors, pool, gen_time)
+    if valid_at is not None:
+        later = valid_at.astimezone(UTC)
+        if later < gen_time:
+            raise _fail("the time-stamp is dated after the time it is checked at")
+        path = _tsa_path(certificate, anchors, pool, later)
     if imprint_alg != "sha256" or not isinstance(got_imprint, bytes) or len(got_imprint) != 32:
         raise _fail("the time-stamp imprint is not a SHA-256 digest")
     # ``imprint=None``: the caller compares the imprint itself (to name what differs).
@@ -227,6 +327,7 @@ def verify_token(
         policy=str(policy),
         tsa_certificate=certificate,
         imprint=got_imprint,
+        tsa_chain=path,
     )
 
 
@@ -241,6 +342,7 @@ class TsaClient:
         timeout: float = 5.0,
         policy: str | None = None,
         session: requests.Session | None = None,
+        intermediates: Sequence[x509.Certificate] = (),
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ValueError("the TSA URL must be http(s)")
@@ -248,6 +350,9 @@ class TsaClient:
             raise ValueError("the TSA timeout must be positive")
         self.url = url
         self.anchors = tuple(anchors)
+        #: CA certificates between the TSA certificate and an anchor, for TSAs whose
+        #: tokens do not carry them.
+        self.intermediates = tuple(intermediates)
         self.timeout = timeout
         self.policy = policy
         self._session = session or requests.Session()
@@ -281,7 +386,13 @@ class TsaClient:
         if isinstance(token, core.Void) or token.native is None:
             raise _fail("the TSA granted no token")
         token_der = token.dump()
-        return verify_token(token_der, imprint=digest, anchors=self.anchors, nonce=nonce)
+        return verify_token(
+            token_der,
+            imprint=digest,
+            anchors=self.anchors,
+            nonce=nonce,
+            intermediates=self.intermediates,
+        )
 
     def _post(self, body: bytes) -> bytes:
         try:

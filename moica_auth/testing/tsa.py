@@ -3,9 +3,11 @@
 :func:`tsa_identities` issues, from a :class:`~moica_auth.testing.pki.TestPKI`'s seed, a
 test TSA root and a TSA certificate under it (extendedKeyUsage **critical**, only
 id-kp-timeStamping, RFC 3161 §2.3), plus an *untrusted* TSA (same profile, another root)
-for refusal tests. :class:`TsaServer` answers ``POST /`` (``application/timestamp-query``)
-with a TimeStampResp whose token is a CMS SignedData over a TSTInfo, with the contentType,
-messageDigest and ESS signingCertificateV2 signed attributes (RFC 3161 §2.4.2, RFC 5816).
+for refusal tests, and a TSA *under an intermediate CA* of the trusted root
+(``intermediate`` → ``deep_tsa``) for chains deeper than one CA. :class:`TsaServer`
+answers ``POST /`` (``application/timestamp-query``) with a TimeStampResp whose token
+is a CMS SignedData over a TSTInfo, with the contentType, messageDigest and ESS
+signingCertificateV2 signed attributes (RFC 3161 §2.4.2, RFC 5816).
 
 Fault modes (``server.fault = …``):
 
@@ -13,12 +15,18 @@ Fault modes (``server.fault = …``):
 * ``"wrong_imprint"``: a valid token over another imprint;
 * ``"untrusted"``: a valid token signed by the untrusted TSA;
 * ``"rejection"``: a TimeStampResp with status rejection.
+
+``TsaServer(…, deep=True)`` signs with ``deep_tsa`` and carries its intermediate in the
+token (``carry_intermediate=False`` leaves it out, as a TSA that omits it would).
+:func:`tsa_under` issues further TSA certificates (without the timeStamping EKU, under
+another issuer, …) for refusal tests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
@@ -46,7 +54,9 @@ __all__ = [
     "TsaIdentities",
     "TsaServer",
     "sign_timestamp",
+    "tsa_ca",
     "tsa_identities",
+    "tsa_under",
 ]
 
 TEST_TSA_POLICY: Final = "1.3.6.1.4.1.99999.3161.1"
@@ -60,6 +70,9 @@ class TsaIdentities:
     tsa: CertifiedKey
     untrusted_root: CertifiedKey
     untrusted_tsa: CertifiedKey
+    #: A CA under ``root`` and a TSA under it: a two-level TSA chain.
+    intermediate: CertifiedKey
+    deep_tsa: CertifiedKey
 
 
 def _name(cn: str) -> x509.Name:
@@ -72,67 +85,103 @@ def _name(cn: str) -> x509.Name:
     )
 
 
-def _root(pki: TestPKI, label: str, cn: str) -> CertifiedKey:
+def _ca_key_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=False,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+def tsa_ca(
+    pki: TestPKI,
+    label: str,
+    cn: str,
+    *,
+    issuer: CertifiedKey | None = None,
+    path_length: int | None = 0,
+    not_after: datetime | None = None,
+) -> CertifiedKey:
+    """A TSA CA: self-signed (``issuer=None``) or issued by ``issuer``."""
     key = pki.key(f"tsa/{label}")
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn))
-        .issuer_name(_name(cn))
+        .issuer_name(issuer.certificate.subject if issuer else _name(cn))
         .public_key(key.public_key())
         .serial_number(pki.serial(f"tsa/{label}"))
         .not_valid_before(pki.now - timedelta(days=365))
-        .not_valid_after(pki.now + timedelta(days=20 * 365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=False,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
+        .not_valid_after(not_after or pki.now + timedelta(days=20 * 365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=path_length), critical=True)
+        .add_extension(_ca_key_usage(), critical=True)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
+    if issuer is not None:
+        builder = builder.add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer.private_key.public_key()),
+            critical=False,
+        )
+    cert = builder.sign(issuer.private_key if issuer else key, hashes.SHA256())
+    return CertifiedKey(cert, key)
+
+
+def _root(pki: TestPKI, label: str, cn: str) -> CertifiedKey:
+    # pathLen 1: the root certifies TSAs directly and through one intermediate CA.
+    return tsa_ca(pki, label, cn, path_length=1)
+
+
+def tsa_under(
+    pki: TestPKI,
+    issuer: CertifiedKey,
+    label: str,
+    cn: str = "moica-auth TEST TSA",
+    *,
+    eku: Sequence[x509.ObjectIdentifier] | None = (ExtendedKeyUsageOID.TIME_STAMPING,),
+    eku_critical: bool = True,
+    not_after: datetime | None = None,
+) -> CertifiedKey:
+    """A TSA certificate issued by ``issuer``; ``eku=None`` leaves extendedKeyUsage out."""
+    key = pki.key(f"tsa/{label}")
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn))
+        .issuer_name(issuer.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(pki.serial(f"tsa/{label}"))
+        .not_valid_before(pki.now - timedelta(days=30))
+        .not_valid_after(not_after or pki.now + timedelta(days=10 * 365))
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+    )
+    if eku is not None:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=eku_critical)
+    cert = builder.sign(issuer.private_key, hashes.SHA256())
     return CertifiedKey(cert, key)
 
 
 def _tsa(
     pki: TestPKI, root: CertifiedKey, label: str, cn: str, *, eku_critical: bool
 ) -> CertifiedKey:
-    key = pki.key(f"tsa/{label}")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(root.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(pki.serial(f"tsa/{label}"))
-        .not_valid_before(pki.now - timedelta(days=30))
-        .not_valid_after(pki.now + timedelta(days=10 * 365))
-        .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=eku_critical
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(root.private_key, hashes.SHA256())
-    )
-    return CertifiedKey(cert, key)
+    return tsa_under(pki, root, label, cn, eku_critical=eku_critical)
 
 
 def tsa_identities(pki: TestPKI) -> TsaIdentities:
     """The test TSA (trusted through ``root``) and an untrusted one, from ``pki``'s seed."""
     root = _root(pki, "root", "moica-auth TEST TSA Root")
     other = _root(pki, "untrusted-root", "moica-auth TEST Untrusted TSA Root")
+    intermediate = tsa_ca(pki, "intermediate", "moica-auth TEST TSA CA", issuer=root, path_length=0)
     return TsaIdentities(
         root=root,
         tsa=_tsa(pki, root, "tsa", "moica-auth TEST TSA", eku_critical=True),
         untrusted_root=other,
         untrusted_tsa=_tsa(pki, other, "untrusted-tsa", "moica-auth TEST TSA", eku_critical=True),
+        intermediate=intermediate,
+        deep_tsa=tsa_under(pki, intermediate, "deep-tsa", "moica-auth TEST Deep TSA"),
     )
 
 
@@ -144,8 +193,10 @@ def sign_timestamp(
     serial: int,
     nonce: int | None = None,
     policy: str = TEST_TSA_POLICY,
+    extra_certificates: Sequence[x509.Certificate] = (),
 ) -> bytes:
-    """A DER TimeStampToken (ContentInfo) over the SHA-256 ``imprint``, signed by ``signer``."""
+    """A DER TimeStampToken (ContentInfo) over the SHA-256 ``imprint``, signed by ``signer``
+    and carrying its certificate followed by ``extra_certificates`` (e.g. its CA)."""
     tst_fields: dict[str, Any] = {
         "version": "v1",
         "policy": policy,
@@ -194,7 +245,13 @@ def sign_timestamp(
                 "content_type": "tst_info",
                 "content": core.ParsableOctetString(tst_der),
             },
-            "certificates": [asn1_cert],
+            "certificates": [
+                asn1_cert,
+                *(
+                    asn1_x509.Certificate.load(c.public_bytes(serialization.Encoding.DER))
+                    for c in extra_certificates
+                ),
+            ],
             "signer_infos": [signer_info],
         }
     )
@@ -221,7 +278,9 @@ class _HttpServer(ServerWithDaemonThreads):
 class TsaServer(StartStopContext):
     """An RFC 3161 TSA on ``http://127.0.0.1:<port>/`` (port 0 picks a free port).
 
-    ``clock`` gives genTime (default: now, UTC).
+    ``clock`` gives genTime (default: now, UTC). ``deep=True`` signs with the TSA under
+    the intermediate CA, carrying that CA in the token unless ``carry_intermediate`` is
+    False; ``signer`` (with ``extra_certificates``) overrides the signer altogether.
     """
 
     def __init__(
@@ -231,8 +290,16 @@ class TsaServer(StartStopContext):
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Any = None,
+        deep: bool = False,
+        carry_intermediate: bool = True,
+        signer: CertifiedKey | None = None,
+        extra_certificates: Sequence[x509.Certificate] = (),
     ) -> None:
         self.identities = identities
+        self.deep = deep
+        self.carry_intermediate = carry_intermediate
+        self.signer = signer
+        self.extra_certificates = tuple(extra_certificates)
         self.host = host
         self.port = port
         self.clock = clock or (lambda: datetime.now(UTC))
@@ -267,7 +334,17 @@ class TsaServer(StartStopContext):
         imprint = request["message_imprint"]["hashed_message"].native
         if self.fault == "wrong_imprint":
             imprint = hashlib.sha256(b"another imprint" + imprint).digest()
-        signer = self.identities.untrusted_tsa if self.fault == "untrusted" else self.identities.tsa
+        extra: tuple[x509.Certificate, ...] = ()
+        if self.fault == "untrusted":
+            signer = self.identities.untrusted_tsa
+        elif self.signer is not None:
+            signer, extra = self.signer, self.extra_certificates
+        elif self.deep:
+            signer = self.identities.deep_tsa
+            if self.carry_intermediate:
+                extra = (self.identities.intermediate.certificate,)
+        else:
+            signer = self.identities.tsa
         with self._lock:
             self._serial += 1
             serial = self._serial
@@ -277,6 +354,7 @@ class TsaServer(StartStopContext):
             gen_time=self.clock(),
             serial=serial,
             nonce=request["nonce"].native,
+            extra_certificates=extra,
         )
         answer: bytes = TimeStampResp(
             {"status": {"status": "granted"}, "time_stamp_token": cms.ContentInfo.load(token)}

@@ -358,6 +358,10 @@ return 0
 _CHUNK = 10_000
 _LAYOUTS_MAX = 256
 _ATTEMPTS = 4
+# A swap retries while another refresher keeps moving the pointer to lower numbers; it
+# stops as soon as the pointer holds our number or a higher one. Each retry is one GET
+# and one script, and two refreshers of one CRL are the most a fleet runs at once.
+_SWAP_ATTEMPTS = 32
 _BUILD_TTL_MS = 3_600_000
 
 
@@ -461,7 +465,9 @@ class RedisIndexStore:
         current: Any,
     ) -> Any:
         ptr_key = self._k("ptr", parsed.issuer_key_id, parsed.scope)
-        for attempt in range(_ATTEMPTS):
+        for attempt in range(_SWAP_ATTEMPTS):
+            if current is not None and json.loads(current)["n"] >= number:
+                return None  # a refresher installed this number or a higher one meanwhile
             old_gen = "" if current is None else str(json.loads(current)["gen"])
             try:
                 return self._swap(
@@ -485,7 +491,7 @@ class RedisIndexStore:
                     ],
                 )
             except redis.ResponseError as exc:
-                if "pointer moved" not in str(exc) or attempt == _ATTEMPTS - 1:
+                if "pointer moved" not in str(exc) or attempt == _SWAP_ATTEMPTS - 1:
                     raise
                 current = self.client.get(ptr_key)
         raise AssertionError("unreachable")  # pragma: no cover

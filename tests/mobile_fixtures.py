@@ -68,6 +68,19 @@ class TableSource:
         )
 
 
+#: Serials :func:`revoking_checker` reports as revoked (tests add and clear them).
+REVOKED: set[int] = set()
+
+
+def revoking_checker(**_: Any) -> RevocationChecker:
+    """For ``MOICA_AUTH_REVOCATION = {"checker": "tests.mobile_fixtures.revoking_checker"}``:
+    the real checker over :data:`REVOKED`."""
+    return RevocationChecker(
+        policy=RevocationPolicy(order=("crl",), intermediates=RevocationRule.NEVER),
+        sources={"crl": TableSource(revoked=REVOKED)},
+    )
+
+
 @pytest.fixture(name="vsp", scope="module")
 def vsp_fixture() -> Iterator[VirtualSpApi]:
     with VirtualSpApi() as server:

@@ -26,7 +26,6 @@ from moica_auth.exceptions import EvidenceInvalid
 from moica_auth.mobile.client import RequestsTransport
 from moica_auth.mobile.views import mobile_source
 from moica_auth.models import SignatureRequest, SignedApplication
-from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationRule
 from moica_auth.services import get_services
 from moica_auth.signing.channel import DIGEST_LINE_PREFIX, digest_line
 from moica_auth.signing.evidence import verify_evidence
@@ -34,21 +33,12 @@ from moica_auth.testing.pki import TestPKI
 from moica_auth.testing.tsa import TsaIdentities, TsaServer, tsa_identities
 from moica_auth.testing.virtual_sp import VirtualSpApi
 from tests.django_fixtures import ALICE_ID, BOB_ID, CLOCK, csrf_header, login_with_card
-from tests.mobile_fixtures import TableSource
+from tests.mobile_fixtures import REVOKED
 
 pytestmark = pytest.mark.django_db
 
 FORM = {"parcel": "台北市中正區重慶段一小段 123 地號", "share": "1/2", "kind": "sale", "note": "無"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
-REVOKED: set[int] = set()
-
-
-def revoking_checker(**_: Any) -> RevocationChecker:
-    """``MOICA_AUTH_REVOCATION["checker"]``: the real checker over a table of serials."""
-    return RevocationChecker(
-        policy=RevocationPolicy(order=("crl",), intermediates=RevocationRule.NEVER),
-        sources={"crl": TableSource(revoked=REVOKED)},
-    )
 
 
 @pytest.fixture(scope="module", name="tsa_ids")
@@ -331,7 +321,7 @@ def test_forged_or_wrong_answers_are_refused(
 
 
 def test_revoked_mobile_certificate(signing: Any, phone_api: VirtualSpApi) -> None:
-    signing.MOICA_AUTH_REVOCATION = {"checker": "tests.test_mobile_signing.revoking_checker"}
+    signing.MOICA_AUTH_REVOCATION = {"checker": "tests.mobile_fixtures.revoking_checker"}
     client = phone_login(phone_api)
     row = open_request(client)
     # Revoked after the login, before the signature.

@@ -18,7 +18,6 @@ from django.test import Client
 from moica_auth.mobile.client import RequestsTransport
 from moica_auth.mobile.views import mobile_source
 from moica_auth.models import LoginAttempt
-from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationRule
 from moica_auth.services import get_services
 from moica_auth.testing.pki import TestPKI
 from moica_auth.testing.virtual_sp import VirtualSpApi
@@ -27,20 +26,9 @@ from tests.django_fixtures import (
     BOB_ID,
     csrf_header,
 )
-from tests.mobile_fixtures import TableSource
+from tests.mobile_fixtures import REVOKED
 
 pytestmark = pytest.mark.django_db
-
-#: Serials the revocation checker of ``revoking_checker`` reports as revoked.
-REVOKED: set[int] = set()
-
-
-def revoking_checker(**_: Any) -> RevocationChecker:
-    """``MOICA_AUTH_REVOCATION["checker"]``: the real checker over a table of serials."""
-    return RevocationChecker(
-        policy=RevocationPolicy(order=("crl",), intermediates=RevocationRule.NEVER),
-        sources={"crl": TableSource(revoked=REVOKED)},
-    )
 
 
 @pytest.fixture(name="phone_api", scope="module")
@@ -196,7 +184,7 @@ def test_forged_or_wrong_answers_are_refused(
 
 
 def test_revoked_phone_certificate(mobile: Any, phone_api: VirtualSpApi) -> None:
-    mobile.MOICA_AUTH_REVOCATION = {"checker": "tests.test_mobile_views.revoking_checker"}
+    mobile.MOICA_AUTH_REVOCATION = {"checker": "tests.mobile_fixtures.revoking_checker"}
     REVOKED.add(phone_api.phone(ALICE_ID).signing.certificate.serial_number)
     client = Client()
     transaction = started(client)

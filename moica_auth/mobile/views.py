@@ -82,7 +82,9 @@ from moica_auth.views import (
 __all__ = [
     "VerifiedMobileSource",
     "mobile_source",
+    "qr_svg",
     "start_view",
+    "started_answer",
     "status_view",
     "web_callback_view",
     "web_finish_view",
@@ -239,18 +241,24 @@ def start_view(request: HttpRequest) -> JsonResponse:
                 "web_form": {"url": started.url, "fields": started.fields},
             }
         )
+    return JsonResponse(started_answer(started, poll_interval=source.settings.poll_interval))
+
+
+def started_answer(started: MobileStart, *, poll_interval: float) -> dict[str, Any]:
+    """The JSON answer of a started phone transaction (login or signing): the handle, its
+    expiry and polling interval, and the QR code / app link when it is a ticket."""
     answer: dict[str, Any] = {
         "transaction": started.transaction,
         "mode": started.mode,
         "expires_at": started.expires_at.isoformat(),
-        "poll_interval": source.settings.poll_interval,
+        "poll_interval": poll_interval,
     }
     if started.sp_ticket is not None:
         answer["sp_ticket"] = started.sp_ticket
         answer["qr"] = qr_svg(started.sp_ticket)
     if started.app_link is not None:
         answer["app_link"] = started.app_link
-    return JsonResponse(answer)
+    return answer
 
 
 def qr_svg(text: str) -> str | None:

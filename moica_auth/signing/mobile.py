@@ -58,7 +58,7 @@ from moica_auth.mobile.errors import (
 )
 from moica_auth.mobile.settings import MODES
 from moica_auth.mobile.source import FORM, MobilePending, MobileStart
-from moica_auth.mobile.views import mobile_source, qr_svg
+from moica_auth.mobile.views import mobile_source, started_answer
 from moica_auth.models import SignatureRequest, SignedApplication
 from moica_auth.services import get_services
 from moica_auth.session import SessionRecord, moica_from_request
@@ -280,19 +280,9 @@ def start_view(request: HttpRequest) -> HttpResponse:
     except Exception as exc:  # a bug or a store failure: JSON, not an HTML 500
         return _unexpected(exc, "start")
     _keep_next(request, started.transaction, next_url)
-    answer: dict[str, Any] = {
-        "transaction": started.transaction,
-        "mode": started.mode,
-        "expires_at": started.expires_at.isoformat(),
-        "poll_interval": interval,
-        "documents": len(wanted),
-    }
-    if started.sp_ticket is not None:
-        answer["sp_ticket"] = started.sp_ticket
-        answer["qr"] = qr_svg(started.sp_ticket)
-    if started.app_link is not None:
-        answer["app_link"] = started.app_link
-    return JsonResponse(answer)
+    return JsonResponse(
+        {**started_answer(started, poll_interval=interval), "documents": len(wanted)}
+    )
 
 
 @never_cache

@@ -202,7 +202,8 @@ def test_sign_with_the_phone_stores_evidence_that_verifies_offline(
     cli = [sys.executable, "-m", "moica_auth", "evidence", "verify", str(path)]
     for anchor in anchors[:-1]:
         cli += ["--anchor", str(anchor)]
-    cli += ["--tsa-anchor", str(anchors[-1])]
+    # At the record's own time, not the wall clock (the test TSA certificate expires).
+    cli += ["--tsa-anchor", str(anchors[-1]), "--at", record["decision_time"]]
     ok = subprocess.run(cli, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     # One changed field, and the command names it.

@@ -429,7 +429,10 @@ def _write_cli_inputs(
     tsa_path.write_bytes(tsa_ids.root.certificate.public_bytes(serialization.Encoding.PEM))
     evidence = tmp_path / "evidence.json"
     evidence.write_text(json.dumps(record, ensure_ascii=False, indent=1), encoding="utf-8")
-    return evidence, [*anchors, "--tsa-anchor", str(tsa_path)]
+    # Verified at the record's own time, not the wall clock: the test TSA's certificate
+    # expires about ten years after the test PKI's fixed time.
+    at = ["--at", record["decision_time"]]
+    return evidence, [*anchors, "--tsa-anchor", str(tsa_path), *at]
 
 
 def test_cli_evidence_verify_accepts_and_names_a_tampered_field(

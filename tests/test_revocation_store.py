@@ -201,7 +201,13 @@ def test_swap_is_atomic_for_concurrent_readers(store: RevocationIndexStore) -> N
 
     def reader() -> None:
         while not stop.is_set():
-            for info, packed in store.read(KID_G3, 123):
+            try:
+                read = store.read(KID_G3, 123)
+            except StoreUnavailable:
+                # Failing closed is allowed when swaps never pause (here, back to back);
+                # what must never happen is a mixed answer.
+                continue
+            for info, packed in read:
                 reads[0] += 1
                 if packed is None:
                     mismatches.append(f"missing in {info.number}")

@@ -366,9 +366,12 @@ def _print_summary(handle: DemoHandle, *, redis_url: str | None) -> None:
         print(f"  mobile SP API:      {os.environ.get('MOICA_AUTH_MOBILE_API_URL')}")
     print(f"  stores:             {'Redis ' + redis_url if redis_url else 'in-process'}")
     print()
-    print("  card         name    gen  form    status     PIN")
+    width = max(len("card"), *(len(p.slug) for p in DEMO_CITIZENS))
+    print(f"  {'card':<{width}} name    gen  form    status     PIN")
     for p in DEMO_CITIZENS:
-        print(f"  {p.slug:<12} {p.name:<6} {p.generation:<4} {p.form:<7} {p.status:<10} {p.pin}")
+        print(
+            f"  {p.slug:<{width}} {p.name:<6} {p.generation:<4} {p.form:<7} {p.status:<10} {p.pin}"
+        )
     print()
     print("ID numbers and birth dates are on the home page. Ctrl-C stops everything.")
     sys.stdout.flush()

@@ -11,8 +11,9 @@ CRL URL is downloaded once) the CRLs of each newest token's TSA path are fetched
 checked and recorded; a row whose CRL cannot be had is reported failed and left as it
 was, to be retried on the next run. Rows are read in primary-key order, a bounded
 number per run; each row is renewed and saved on its own (one TSA request each), locked
-while it is renewed so two concurrent runs never lose a token. A row that does not verify is left untouched and
-reported (by primary key and the field at fault, never its content).
+while it is renewed so two concurrent runs never lose a token. A row that does not
+verify is left untouched and reported (by primary key and the field at fault, never its
+content).
 """
 
 from __future__ import annotations

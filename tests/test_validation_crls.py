@@ -24,7 +24,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from moica_auth.exceptions import CrlInvalid, EvidenceInvalid, RevocationUnavailable
+from moica_auth.exceptions import (
+    CrlInvalid,
+    EvidenceInvalid,
+    RevocationUnavailable,
+    TimestampError,
+)
 from moica_auth.signing.archive import renew
 from moica_auth.signing.evidence import verify_evidence
 from moica_auth.signing.timestamp import TsaClient
@@ -450,3 +455,17 @@ def test_cli_fetches_by_default_and_the_flags(
         code, last = run("--no-fetch-crls")
         assert code == cli.EXIT_OK, last
         assert last["crls"] == 0 and last["crls_without_distribution_point"] is None
+
+
+def test_a_tsa_clock_behind_the_crls_refuses(
+    record: dict[str, Any], ids: TsaIdentities, setup: Setup
+) -> None:
+    # The CRLs were issued an hour before "now"; this TSA dates its token two hours
+    # before: the record would not verify (a CRL after the token covering it).
+    setup.publish(Y2035)
+    behind = Y2035 - timedelta(hours=2)
+    with TsaServer(ids, clock=lambda: behind, signer=setup.renewal) as late:
+        with pytest.raises(TimestampError, match="before the CRLs"):
+            renew(record, tsa=client(late, ids), at=Y2035, fetch_crls=ValidationCrlFetcher())
+        # Without CRLs there is nothing it could predate: the same TSA renews.
+        assert renew(record, tsa=client(late, ids), at=Y2035)["archive"]

@@ -475,6 +475,10 @@ def renew(
     token = tsa.timestamp(archive_imprint(previous, validation))
     if token.gen_time < newest.gen_time:
         raise TimestampError("the TSA dated the archive time-stamp before the one it renews")
+    if crls and check_crls(crls, path, after=newest.gen_time, before=token.gen_time):
+        # The TSA's clock is behind ours: the CRLs would postdate the token that covers
+        # them and the record would not verify. Refuse; nothing is written.
+        raise TimestampError("the TSA dated the archive time-stamp before the CRLs it covers")
     if token.tsa_certificate.not_valid_after_utc <= newest.tsa_certificate.not_valid_after_utc:
         # Renewing with a TSA certificate that expires no later proves nothing longer, and
         # a scheduled run would add such a token on every run: refuse, nothing is written.

@@ -293,3 +293,23 @@ def test_admin_action_needs_the_change_permission(due_rows: list[int]) -> None:
     _act(client, due_rows[:1])
     assert _crls(due_rows[0]) is not None
     assert LoginAttempt.objects.filter(outcome=RENEWAL_AUDIT_OUTCOME).count() == 1
+
+
+def test_admin_action_refuses_too_many_rows_and_a_missing_tsa(
+    due_rows: list[int], signing: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    admin = get_user_model().objects.create_superuser("keeper", "k@example.test", "pw-123456")
+    client = Client()
+    client.force_login(admin)
+    monkeypatch.setattr("moica_auth.admin.ADMIN_RENEWAL_MAX_ROWS", 2)
+    page = _act(client, due_rows).content.decode()
+    assert "一次最多選擇 2 件申請" in page
+    assert all(_crls(pk) is None for pk in due_rows)
+    monkeypatch.undo()
+
+    signing.MOICA_AUTH_SIGNING = {**signing.MOICA_AUTH_SIGNING, "TSA_URL": None}
+    signing.MOICA_AUTH_SIGNING.pop("REQUIRE_TIMESTAMP")
+    page = _act(client, due_rows).content.decode()
+    assert "尚未設定時戳服務" in page
+    assert all(_crls(pk) is None for pk in due_rows)
+    assert not LoginAttempt.objects.filter(outcome=RENEWAL_AUDIT_OUTCOME).exists()

@@ -15,6 +15,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
 from moica_auth.anchors import AnchorRefused, check_anchor, read_certificates
+from moica_auth.conf import app_settings
+from moica_auth.exceptions import ConfigurationError
 from moica_auth.identity.relink import RelinkRefused, relink_identity
 from moica_auth.models import (
     CitizenIdentity,
@@ -23,6 +25,13 @@ from moica_auth.models import (
     SignedApplication,
     TrustAnchor,
 )
+from moica_auth.signing.renewal import (
+    ADMIN_RENEWAL_HORIZON,
+    ADMIN_RENEWAL_MAX_ROWS,
+    RENEWAL_AUDIT_OUTCOME,
+    renew_due,
+)
+from moica_auth.signing.validation_crls import ValidationCrlFetcher
 
 _MAX_UPLOAD = 256 * 1024
 
@@ -189,11 +198,90 @@ class SignedApplicationAdmin(_ReadOnlyAdmin):
         "export_link",
     )
     fields = readonly_fields
-    actions = ("export_evidence",)
+    actions = ("export_evidence", "renew_evidence_timestamps")
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         # Viewing needs "view"; nothing here can be edited.
         return False
+
+    def has_renew_permission(self, request: HttpRequest) -> bool:
+        # Renewing writes to the evidence: Django's own "change" permission of the model
+        # (created with it, so no migration), although the admin never edits a row.
+        return bool(request.user.has_perm("moica_auth.change_signedapplication"))
+
+    @admin.action(
+        permissions=["renew"],
+        description=_("Renew the evidence time-stamps of the selected applications"),
+    )
+    def renew_evidence_timestamps(
+        self, request: HttpRequest, queryset: QuerySet[SignedApplication]
+    ) -> None:
+        selected = queryset.order_by("pk").values_list("pk", flat=True)
+        pks = list(selected[: ADMIN_RENEWAL_MAX_ROWS + 1])
+        if len(pks) > ADMIN_RENEWAL_MAX_ROWS:
+            self.message_user(
+                request,
+                _(
+                    "Select at most %(max)d applications at a time; the scheduled "
+                    "moica_retimestamp job renews in bulk."
+                )
+                % {"max": ADMIN_RENEWAL_MAX_ROWS},
+                messages.ERROR,
+            )
+            return
+        now = app_settings.now()
+        fetcher = ValidationCrlFetcher()
+        try:
+            summary = renew_due(now + ADMIN_RENEWAL_HORIZON, pks=pks, now=now, fetch_crls=fetcher)
+        except ConfigurationError:
+            self.message_user(
+                request,
+                _("No time-stamp authority is configured (MOICA_AUTH_SIGNING TSA_URL)."),
+                messages.ERROR,
+            )
+            return
+        LoginAttempt.objects.create(
+            outcome=RENEWAL_AUDIT_OUTCOME,
+            user=request.user if request.user.is_authenticated else None,
+            # No migration for this: the free-text column holds the record, by primary
+            # key and the field at fault only (never evidence content).
+            signed_content=(
+                f"evidence renewal by admin:{request.user.get_username()[:100]}: "
+                f"renewed {summary.renewed}, not due {summary.fresh}, "
+                f"without time-stamp {summary.unstamped}, failed "
+                f"{ {pk: why[:200] for pk, why in list(summary.failed.items())[:20]} }"
+            )[:4000],
+        )
+        level = messages.WARNING if summary.failed else messages.SUCCESS
+        self.message_user(
+            request,
+            _(
+                "Evidence time-stamps renewed: %(renewed)d; not yet due: %(fresh)d; "
+                "failed: %(failed)d."
+            )
+            % {
+                "renewed": len(summary.renewed),
+                "fresh": summary.fresh,
+                "failed": len(summary.failed),
+            },
+            level,
+        )
+        for pk, why in list(summary.failed.items())[:10]:
+            self.message_user(
+                request,
+                _("Application %(pk)s was not renewed: %(why)s") % {"pk": pk, "why": why},
+                messages.ERROR,
+            )
+        if fetcher.without_cdp:
+            self.message_user(
+                request,
+                _(
+                    "No CRL to fetch (no http CRL distribution point) for: %(names)s. "
+                    "Their revocation status is not recorded."
+                )
+                % {"names": ", ".join(sorted(fetcher.without_cdp))},
+                messages.INFO,
+            )
 
     @admin.display(description=_("signed text"))
     def signed_text(self, obj: SignedApplication) -> str:

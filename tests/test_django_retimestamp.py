@@ -73,6 +73,8 @@ def test_renews_due_evidence_and_it_verifies(
         "fresh": 1,
         "unstamped": 0,
         "failed": {},
+        # CRLs are fetched by default; no row was due, so nothing was downloaded.
+        "validation_crls": {"fetched": 0, "without_cdp": [], "unreachable": []},
     }
     due = run("--before", after_expiry.isoformat(), "--dry-run")
     assert due["due"] == [application.pk]

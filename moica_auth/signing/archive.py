@@ -51,7 +51,7 @@ import hmac
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -66,6 +66,9 @@ from moica_auth.signing.timestamp import (
     TsaClient,
     verify_token,
 )
+
+if TYPE_CHECKING:
+    from moica_auth.signing.validation_crls import ValidationCrlFetcher
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -403,6 +406,7 @@ def renew(
     tsa: TsaClient,
     crls: Sequence[x509.CertificateRevocationList] = (),
     at: datetime | None = None,
+    fetch_crls: ValidationCrlFetcher | None = None,
 ) -> dict[str, Any]:
     """Add an archive time-stamp from ``tsa`` to an evidence record; returns the new record.
 
@@ -411,8 +415,12 @@ def renew(
     extended (renew *before* the newest TSA certificate expires). The new token's TSA
     certificate must expire after the newest one's, else :class:`TimestampError`: a
     renewal that would not last longer is refused. ``crls`` are recorded
-    as validation data of the newest token when they show its path unrevoked.
-    Raises :class:`EvidenceInvalid` or :class:`TimestampError`.
+    as validation data of the newest token when they show its path unrevoked;
+    ``fetch_crls`` also downloads and checks the CRLs of that path from their
+    distribution points (:mod:`moica_auth.signing.validation_crls`) before the TSA is
+    asked. Raises :class:`EvidenceInvalid` or :class:`TimestampError`, and with
+    ``fetch_crls`` :class:`~moica_auth.exceptions.RevocationUnavailable` or
+    :class:`~moica_auth.exceptions.CrlInvalid`.
     """
     from moica_auth.signing.evidence import verified_timestamp
 
@@ -444,6 +452,18 @@ def renew(
     ).tsa_chain
     if len(crls) > MAX_VALIDATION_CRLS:
         raise ValueError(f"at most {MAX_VALIDATION_CRLS} CRLs")
+    if fetch_crls is not None:
+        given = {c.public_bytes(serialization.Encoding.DER) for c in crls}
+        crls = [
+            *crls,
+            *(
+                c
+                for c in fetch_crls.crls_for(path, at=now)
+                if c.public_bytes(serialization.Encoding.DER) not in given
+            ),
+        ]
+        if len(crls) > MAX_VALIDATION_CRLS:
+            raise _bad("crls", f"more than {MAX_VALIDATION_CRLS} CRLs (given and fetched)")
     problem = check_crls(crls, path, after=newest.gen_time, before=now)
     if problem:
         raise _bad("crls", problem)
@@ -455,6 +475,10 @@ def renew(
     token = tsa.timestamp(archive_imprint(previous, validation))
     if token.gen_time < newest.gen_time:
         raise TimestampError("the TSA dated the archive time-stamp before the one it renews")
+    if crls and check_crls(crls, path, after=newest.gen_time, before=token.gen_time):
+        # The TSA's clock is behind ours: the CRLs would postdate the token that covers
+        # them and the record would not verify. Refuse; nothing is written.
+        raise TimestampError("the TSA dated the archive time-stamp before the CRLs it covers")
     if token.tsa_certificate.not_valid_after_utc <= newest.tsa_certificate.not_valid_after_utc:
         # Renewing with a TSA certificate that expires no later proves nothing longer, and
         # a scheduled run would add such a token on every run: refuse, nothing is written.

@@ -6,7 +6,10 @@ then says what it proves), 1 when it does not (``field`` names the field at faul
 ``reason`` says why), 2 on a usage error. ``verify`` fetches nothing: the anchors are the
 files the auditor gives, the citizen's chain is checked at the record's own decision
 time, and the time-stamps as a chain up to now (or ``--at``). ``retimestamp`` asks one
-TSA for one token and writes the renewed record (in place, or to ``--output``).
+TSA for one token and writes the renewed record (in place, or to ``--output``); unless
+``--no-fetch-crls`` it first downloads the CRLs of the newest time-stamp's TSA path from
+their distribution points, checks them and records them (an unreachable point refuses
+the renewal unless ``--allow-unreachable-crl``).
 """
 
 from __future__ import annotations
@@ -95,9 +98,10 @@ def _write_atomically(path: str, text: str) -> None:
 
 def cmd_evidence_retimestamp(args: argparse.Namespace) -> int:
     from moica_auth.cli import UsageError, _emit, _load_cert_files, _read
-    from moica_auth.exceptions import EvidenceInvalid, TimestampError
+    from moica_auth.exceptions import EvidenceInvalid, RevocationError, TimestampError
     from moica_auth.signing.archive import renew
     from moica_auth.signing.timestamp import TsaClient
+    from moica_auth.signing.validation_crls import ValidationCrlFetcher
 
     tsa_anchors = _load_cert_files(args.tsa_anchor, "--tsa-anchor")
     if not tsa_anchors:
@@ -118,9 +122,14 @@ def cmd_evidence_retimestamp(args: argparse.Namespace) -> int:
         raise UsageError(f"--tsa-crl: at most {MAX_VALIDATION_CRLS} CRLs")
     crls = _load_crl_files(args.tsa_crl)
     data = _read(args.file)
+    fetcher = (
+        None
+        if args.no_fetch_crls
+        else ValidationCrlFetcher(allow_unreachable=args.allow_unreachable_crl)
+    )
     try:
-        renewed = renew(data, tsa=client, crls=crls)
-    except (EvidenceInvalid, TimestampError) as exc:
+        renewed = renew(data, tsa=client, crls=crls, fetch_crls=fetcher)
+    except (EvidenceInvalid, TimestampError, RevocationError) as exc:
         return _emit(_refusal(exc))
     entry = renewed["archive"][-1]
     _write_atomically(
@@ -142,6 +151,8 @@ def cmd_evidence_retimestamp(args: argparse.Namespace) -> int:
                 token.tsa_certificate.not_valid_after_utc.isoformat() if token else None
             ),
             "crls": len(entry["validation"]["crls"]),
+            "crls_without_distribution_point": sorted(fetcher.without_cdp) if fetcher else None,
+            "crls_unreachable": sorted(fetcher.unreachable) if fetcher else None,
         }
     )
 
@@ -206,6 +217,16 @@ def add_evidence_parser(sub: Any) -> None:
         action="append",
         default=[],
         help="CRL of the newest time-stamp's TSA CA, recorded as validation data (repeatable)",
+    )
+    p_renew.add_argument(
+        "--no-fetch-crls",
+        action="store_true",
+        help="do not download the TSA path's CRLs from their distribution points",
+    )
+    p_renew.add_argument(
+        "--allow-unreachable-crl",
+        action="store_true",
+        help="renew even when a CRL distribution point is unreachable (records less)",
     )
     p_renew.add_argument("--output", help="write the renewed record here instead")
     p_renew.add_argument("--timeout", type=float, default=10.0, help="seconds (default 10)")

@@ -1,8 +1,12 @@
-"""``manage.py moica_retimestamp --before DATE [--dry-run] [--limit N] [--tsa-crl FILE]``.
+"""``manage.py moica_retimestamp --before DATE [--dry-run] [--limit N] [--tsa-crl FILE]
+[--no-fetch-crls] [--allow-unreachable-crl]``.
 
 Adds an archive time-stamp to the evidence of every signed application whose newest
 time-stamp's TSA certificate expires before ``DATE`` (see
-:mod:`moica_auth.signing.renewal`). Prints one JSON summary; exits non-zero when any
+:mod:`moica_auth.signing.renewal`). By default the CRLs of each newest TSA path are
+downloaded from their distribution points, checked and recorded; a row whose CRL
+cannot be downloaded fails (and is retried on the next run) unless
+``--allow-unreachable-crl``. Prints one JSON summary; exits non-zero when any
 row failed. Run it from cron well before TSA certificates expire (docs/operations.md).
 """
 
@@ -20,6 +24,7 @@ from django.core.management.base import BaseCommand, CommandError
 from moica_auth.exceptions import ConfigurationError
 from moica_auth.signing.archive import MAX_VALIDATION_CRLS
 from moica_auth.signing.renewal import renew_due
+from moica_auth.signing.validation_crls import ValidationCrlFetcher
 
 
 def _date(value: str) -> datetime:
@@ -62,6 +67,16 @@ class Command(BaseCommand):
             default=[],
             help="CRL of the newest time-stamps' TSA CA, recorded as validation data",
         )
+        parser.add_argument(
+            "--no-fetch-crls",
+            action="store_true",
+            help="do not download the TSA path's CRLs from their distribution points",
+        )
+        parser.add_argument(
+            "--allow-unreachable-crl",
+            action="store_true",
+            help="renew even when a CRL distribution point is unreachable (records less)",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if not 1 <= options["limit"] <= 100_000:
@@ -75,6 +90,11 @@ class Command(BaseCommand):
                 dry_run=options["dry_run"],
                 limit=options["limit"],
                 crls=crls,
+                fetch_crls=(
+                    None
+                    if options["no_fetch_crls"] or options["dry_run"]
+                    else ValidationCrlFetcher(allow_unreachable=options["allow_unreachable_crl"])
+                ),
             )
         except ConfigurationError as exc:
             raise CommandError(exc.detail) from None

@@ -15,9 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.hazmat.primitives import serialization
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.management import call_command
@@ -46,27 +44,9 @@ def _tsa_with_cdp(
     pki: TestPKI, ids: TsaIdentities, label: str, url: str, not_after: datetime
 ) -> CertifiedKey:
     """A TSA certificate under the test TSA CA that names ``url`` as its CRL."""
-    key = pki.key(f"tsa/{label}")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, f"moica-auth TEST {label}")])
-        )
-        .issuer_name(ids.intermediate.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(pki.serial(f"tsa/{label}"))
-        .not_valid_before(pki.now - timedelta(days=30))
-        .not_valid_after(not_after)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .add_extension(
-            x509.CRLDistributionPoints(
-                [x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)]
-            ),
-            critical=False,
-        )
-        .sign(ids.intermediate.private_key, hashes.SHA256())
+    return tsa_under(
+        pki, ids.intermediate, label, f"moica-auth TEST {label}", not_after=not_after, crl_url=url
     )
-    return CertifiedKey(cert, key)
 
 
 @pytest.fixture(scope="module", name="crl_server")

@@ -36,6 +36,7 @@ from moica_auth.testing.tsa import (
     TsaServer,
     sign_timestamp,
     tsa_identities,
+    tsa_under,
 )
 from moica_auth.verifier import LoginVerifier
 from tests.ocsp_fixtures import CLIENT_TIMEOUT, NOW
@@ -52,23 +53,9 @@ def _tsa_between(
     pki: TestPKI, ids: TsaIdentities, label: str, start: datetime, end: datetime
 ) -> CertifiedKey:
     """A TSA certificate under the trusted root, valid from ``start`` to ``end``."""
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-
-    key = pki.key(f"tsa/{label}")
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, f"moica-auth TEST {label}")])
-        )
-        .issuer_name(ids.root.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(pki.serial(f"tsa/{label}"))
-        .not_valid_before(start)
-        .not_valid_after(end)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]), critical=True)
-        .sign(ids.root.private_key, hashes.SHA256())
+    return tsa_under(
+        pki, ids.root, label, f"moica-auth TEST {label}", not_before=start, not_after=end
     )
-    return CertifiedKey(cert, key)
 
 
 @pytest.fixture(scope="module", name="ids")

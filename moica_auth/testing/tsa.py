@@ -144,9 +144,12 @@ def tsa_under(
     *,
     eku: Sequence[x509.ObjectIdentifier] | None = (ExtendedKeyUsageOID.TIME_STAMPING,),
     eku_critical: bool = True,
+    not_before: datetime | None = None,
     not_after: datetime | None = None,
+    crl_url: str | None = None,
 ) -> CertifiedKey:
-    """A TSA certificate issued by ``issuer``; ``eku=None`` leaves extendedKeyUsage out."""
+    """A TSA certificate issued by ``issuer``; ``eku=None`` leaves extendedKeyUsage out;
+    ``crl_url`` names a CRL distribution point."""
     key = pki.key(f"tsa/{label}")
     builder = (
         x509.CertificateBuilder()
@@ -154,12 +157,15 @@ def tsa_under(
         .issuer_name(issuer.certificate.subject)
         .public_key(key.public_key())
         .serial_number(pki.serial(f"tsa/{label}"))
-        .not_valid_before(pki.now - timedelta(days=30))
+        .not_valid_before(not_before or pki.now - timedelta(days=30))
         .not_valid_after(not_after or pki.now + timedelta(days=10 * 365))
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
     if eku is not None:
         builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=eku_critical)
+    if crl_url is not None:
+        point = x509.DistributionPoint([x509.UniformResourceIdentifier(crl_url)], None, None, None)
+        builder = builder.add_extension(x509.CRLDistributionPoints([point]), critical=False)
     cert = builder.sign(issuer.private_key, hashes.SHA256())
     return CertifiedKey(cert, key)
 

@@ -187,6 +187,24 @@ def test_two_renewals_verify_decades_later(
     assert report.decision_time == NOW + timedelta(seconds=30)
 
 
+def test_renewal_that_would_exceed_the_verifier_size_cap_is_refused(
+    record: dict[str, Any],
+    servers: dict[str, TsaServer],
+    ids: TsaIdentities,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The stored record must stay one that `evidence verify` reads: a renewal that would
+    # grow it past the cap is refused instead of written.
+    import moica_auth.signing.evidence as evidence_module
+
+    size = len(json.dumps(record, ensure_ascii=False, indent=1, sort_keys=True).encode())
+    monkeypatch.setattr(evidence_module, "MAX_EVIDENCE_BYTES", size + 100)
+    with pytest.raises(EvidenceInvalid) as info:
+        renew(record, tsa=client(servers["2035"], ids), at=Y2035)
+    assert info.value.data["field"] == "archive"
+    assert "larger than" in info.value.data["reason"]
+
+
 def test_renewal_after_the_tsa_certificate_expired_is_refused(
     record: dict[str, Any], servers: dict[str, TsaServer], ids: TsaIdentities
 ) -> None:

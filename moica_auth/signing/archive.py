@@ -48,6 +48,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -422,7 +423,7 @@ def renew(
     ``fetch_crls`` :class:`~moica_auth.exceptions.RevocationUnavailable` or
     :class:`~moica_auth.exceptions.CrlInvalid`.
     """
-    from moica_auth.signing.evidence import verified_timestamp
+    from moica_auth.signing.evidence import MAX_EVIDENCE_BYTES, verified_timestamp
 
     now = (at or datetime.now(UTC)).astimezone(UTC)
     record, base = verified_timestamp(
@@ -490,4 +491,9 @@ def renew(
         *entries,
         {"previous": previous, "validation": validation, "token": _b64(token.der)},
     ]
+    # A record over the verifier's size cap would never verify again: refuse, so the
+    # stored record stays the last one that does.
+    stored = json.dumps(renewed, ensure_ascii=False, indent=1, sort_keys=True).encode("utf-8")
+    if len(stored) > MAX_EVIDENCE_BYTES:
+        raise _bad("archive", f"would make the record larger than {MAX_EVIDENCE_BYTES} bytes")
     return renewed

@@ -17,32 +17,11 @@
  *   top-level navigation, and MOI's page returns the citizen to the site's callback.
  */
 
+import { readCookie, sameSiteRedirect } from "./moica-auth.js";
+
 const APP_LINK_PREFIX = "mobilemoica://";
 
 const MIN_INTERVAL_MS = 50;
-
-function readCookie(name) {
-  for (const part of (document.cookie || "").split(";")) {
-    const [k, ...rest] = part.trim().split("=");
-    if (k === name) {
-      return decodeURIComponent(rest.join("="));
-    }
-  }
-  return null;
-}
-
-/** The login redirect, if it stays on this site; else "/". */
-function sameSiteRedirect(value) {
-  try {
-    const url = new URL(String(value || "/"), location.href);
-    if ((url.protocol === "http:" || url.protocol === "https:") && url.origin === location.origin) {
-      return url.href;
-    }
-  } catch (e) {
-    /* fall through */
-  }
-  return "/";
-}
 
 export function bindMobile(form) {
   if (form.dataset.moicaMobileBound === "1") {

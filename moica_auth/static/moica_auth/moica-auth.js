@@ -219,7 +219,8 @@ function parseMessageData(data) {
   return data && typeof data === "object" ? data : null;
 }
 
-function readCookie(name) {
+/** The value of cookie `name`, or null. */
+export function readCookie(name) {
   for (const part of (document.cookie || "").split(";")) {
     const [k, ...rest] = part.trim().split("=");
     if (k === name) {

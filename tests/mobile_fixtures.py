@@ -7,7 +7,8 @@ Import the fixtures by name: ``from tests.mobile_fixtures import vsp_fixture, �
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,13 +18,13 @@ from cryptography import x509
 
 from moica_auth.challenge import ChallengeService
 from moica_auth.exceptions import RevocationUnavailable
-from moica_auth.mobile.client import SpApiClient
+from moica_auth.mobile.client import RequestsTransport, SpApiClient
 from moica_auth.mobile.settings import MobileSettings, parse_mobile_settings
 from moica_auth.mobile.source import MobileCredentialSource
 from moica_auth.revocation.policy import RevocationChecker, RevocationPolicy, RevocationRule
 from moica_auth.revocation.types import CertStatus, SourceName
 from moica_auth.stores import KeyValueStore, MemoryStore
-from moica_auth.testing.pki import FIXED_TIME, default_pki, make_id_number
+from moica_auth.testing.pki import FIXED_TIME, TestPKI, default_pki, make_id_number
 from moica_auth.testing.virtual_sp import VirtualSpApi
 from moica_auth.validation.trust import TrustStore
 from moica_auth.verifier import LoginVerifier, VerifierConfig
@@ -79,6 +80,39 @@ def revoking_checker(**_: Any) -> RevocationChecker:
         policy=RevocationPolicy(order=("crl",), intermediates=RevocationRule.NEVER),
         sources={"crl": TableSource(revoked=REVOKED)},
     )
+
+
+class ReplayingTransport(RequestsTransport):
+    """The real transport that records MOI's first successful ATH-02 answer and, once
+    ``replay`` is set, answers every ATH-02 with it: an attacker on the path replaying an
+    earlier login's result."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.replay = False
+        self.recorded: list[bytes] = []
+
+    def post_json(
+        self, url: str, body: Mapping[str, Any], *, timeout: tuple[float, float]
+    ) -> tuple[int, bytes]:
+        status, raw = super().post_json(url, body, timeout=timeout)
+        if url.endswith("getAthOrSignResult"):
+            if self.replay and self.recorded:
+                return 200, self.recorded[0]
+            if json.loads(raw)["error_code"] == "0":
+                self.recorded.append(raw)
+        return status, raw
+
+
+@pytest.fixture(name="phone_api", scope="module")
+def phone_api_fixture(pki: TestPKI) -> Iterator[VirtualSpApi]:
+    """The virtual SP API with phones for the Django tests' ALICE and BOB."""
+    from tests.django_fixtures import ALICE_ID, BOB_ID
+
+    with VirtualSpApi(pki=pki) as server:
+        server.register_phone(ALICE_ID, name="測試愛麗絲")
+        server.register_phone(BOB_ID, name="測試鮑伯")
+        yield server
 
 
 @pytest.fixture(name="vsp", scope="module")

@@ -30,34 +30,18 @@ from moica_auth.services import get_services
 from moica_auth.signing.channel import DIGEST_LINE_PREFIX, digest_line
 from moica_auth.signing.evidence import verify_evidence
 from moica_auth.testing.pki import TestPKI
-from moica_auth.testing.tsa import TsaIdentities, TsaServer, tsa_identities
+from moica_auth.testing.tsa import TsaIdentities, TsaServer
 from moica_auth.testing.virtual_sp import VirtualSpApi
-from tests.django_fixtures import ALICE_ID, BOB_ID, CLOCK, csrf_header, login_with_card
-from tests.mobile_fixtures import REVOKED
+from tests.django_fixtures import ALICE_ID, BOB_ID, csrf_header, login_with_card
+from tests.mobile_fixtures import REVOKED, phone_api_fixture
+from tests.test_django_signing import tsa_ids_fixture, tsa_server_fixture
+
+__all__ = ["phone_api_fixture", "tsa_ids_fixture", "tsa_server_fixture"]
 
 pytestmark = pytest.mark.django_db
 
 FORM = {"parcel": "台北市中正區重慶段一小段 123 地號", "share": "1/2", "kind": "sale", "note": "無"}
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module", name="tsa_ids")
-def tsa_ids_fixture(pki: TestPKI) -> TsaIdentities:
-    return tsa_identities(pki)
-
-
-@pytest.fixture(scope="module", name="tsa_server")
-def tsa_server_fixture(tsa_ids: TsaIdentities) -> Iterator[TsaServer]:
-    with TsaServer(tsa_ids, clock=CLOCK) as server:
-        yield server
-
-
-@pytest.fixture(name="phone_api", scope="module")
-def phone_api_fixture(pki: TestPKI) -> Iterator[VirtualSpApi]:
-    with VirtualSpApi(pki=pki) as server:
-        server.register_phone(ALICE_ID, name="測試愛麗絲")
-        server.register_phone(BOB_ID, name="測試鮑伯")
-        yield server
 
 
 @pytest.fixture(name="signing")

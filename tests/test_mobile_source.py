@@ -3,10 +3,8 @@ phone signs → checksum, signature, profile, chain, revocation, challenge consu
 
 from __future__ import annotations
 
-import json
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -21,7 +19,6 @@ from moica_auth.exceptions import (
     UntrustedIssuer,
 )
 from moica_auth.mobile import errors
-from moica_auth.mobile.client import RequestsTransport
 from moica_auth.mobile.source import MobileCredential, MobileCredentialSource, MobilePending
 from moica_auth.stores import MemoryStore, RedisStore
 from moica_auth.testing.virtual_sp import VirtualSpApi
@@ -31,6 +28,7 @@ from tests.mobile_fixtures import (
     NO_PHONE,
     ORIGIN,
     OTHER,
+    ReplayingTransport,
     TableSource,
     _reset_faults,
     make_source,
@@ -172,24 +170,8 @@ class TestRefusals:
     def test_replayed_result_for_a_new_transaction(self, vsp: VirtualSpApi) -> None:
         """An attacker on the path replays MOI's answer of an earlier login: the
         idp_checksum covers the transaction_id, so the replay does not verify."""
-        recorded: list[bytes] = []
-
-        class Recording(RequestsTransport):
-            replay = False
-
-            def post_json(
-                self, url: str, body: Mapping[str, Any], *, timeout: tuple[float, float]
-            ) -> tuple[int, bytes]:
-                status, raw = super().post_json(url, body, timeout=timeout)
-                if url.endswith("getAthOrSignResult"):
-                    if self.replay and recorded:
-                        return 200, recorded[0]
-                    if json.loads(raw)["error_code"] == "0":
-                        recorded.append(raw)
-                return status, raw
-
         source = make_source(vsp)
-        transport = Recording()
+        transport = ReplayingTransport()
         source.client.transport = transport
         first = source.start(session_id=SESSION, id_number=CITIZEN, mode="push")
         _finish(vsp, source, first.transaction)

@@ -9,34 +9,26 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from django.test import Client
 
-from moica_auth.mobile.client import RequestsTransport
 from moica_auth.mobile.views import mobile_source
 from moica_auth.models import LoginAttempt
 from moica_auth.services import get_services
-from moica_auth.testing.pki import TestPKI
 from moica_auth.testing.virtual_sp import VirtualSpApi
 from tests.django_fixtures import (
     ALICE_ID,
     BOB_ID,
     csrf_header,
 )
-from tests.mobile_fixtures import REVOKED
+from tests.mobile_fixtures import REVOKED, ReplayingTransport, phone_api_fixture
+
+__all__ = ["phone_api_fixture"]
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(name="phone_api", scope="module")
-def phone_api_fixture(pki: TestPKI) -> Iterator[VirtualSpApi]:
-    with VirtualSpApi(pki=pki) as server:
-        server.register_phone(ALICE_ID, name="測試愛麗絲")
-        server.register_phone(BOB_ID, name="測試鮑伯")
-        yield server
 
 
 @pytest.fixture(name="mobile")
@@ -222,23 +214,7 @@ def test_reused_ticket(mobile: Any, phone_api: VirtualSpApi) -> None:
 def test_replayed_result(mobile: Any, phone_api: VirtualSpApi) -> None:
     """MOI's answer of an earlier login, replayed on the path: the idp_checksum covers
     the transaction_id, so it does not verify for the new transaction."""
-    recorded: list[bytes] = []
-
-    class Recording(RequestsTransport):
-        replay = False
-
-        def post_json(
-            self, url: str, body: Mapping[str, Any], *, timeout: tuple[float, float]
-        ) -> tuple[int, bytes]:
-            code, raw = super().post_json(url, body, timeout=timeout)
-            if url.endswith("getAthOrSignResult"):
-                if self.replay and recorded:
-                    return 200, recorded[0]
-                if json.loads(raw)["error_code"] == "0":
-                    recorded.append(raw)
-            return code, raw
-
-    transport = Recording()
+    transport = ReplayingTransport()
     mobile_source(get_services()).client.transport = transport
     first = Client()
     assert approve_and_finish(phone_api, first, started(first)).json()["ok"] is True

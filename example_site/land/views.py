@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.forms import BooleanField
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.utils.translation import gettext as _
@@ -39,19 +39,8 @@ class DemoSignFormMixin(SignFormMixin):
         ]
 
     def get_signed_redirect(self, application_id: str) -> str:
-        # Signed with the phone: the status answer sends the browser here.
+        # Signed with the card or the phone: the answer sends the browser here.
         return reverse("land:application", args=[application_id])
-
-    def signed(self, application: SignedApplication) -> HttpResponse:
-        return JsonResponse(
-            {
-                "ok": True,
-                "application": application.application_id,
-                "service": application.service,
-                "timestamped": application.timestamp_time is not None,
-                "redirect": reverse("land:application", args=[application.application_id]),
-            }
-        )
 
 
 class DeclarationView(DemoSignFormMixin, FormView):  # type: ignore[type-arg]

@@ -294,8 +294,8 @@ class SignFormMixin(MoicaRequiredMixin):
         return f"{app_settings.now():%Y%m%d}-{secrets.token_hex(4).upper()}"
 
     def get_signed_redirect(self, application_id: str) -> str:
-        """Where the browser goes once the application is signed with the phone (the
-        mobile status answer's ``redirect``); ``""``: stay on the page."""
+        """Where the browser goes once the application is signed (the ``redirect`` of the
+        card's answer and of the mobile status answer); ``""``: stay on the page."""
         return ""
 
     def get_signing_fields(self, form: Any) -> list[tuple[str, str]]:
@@ -351,12 +351,14 @@ class SignFormMixin(MoicaRequiredMixin):
         return self.signed(application)
 
     def signed(self, application: SignedApplication) -> HttpResponse:
-        """The answer once signed; override to redirect to the application's page."""
-        return JsonResponse(
-            {
-                "ok": True,
-                "application": application.application_id,
-                "service": application.service,
-                "timestamped": application.timestamp_time is not None,
-            }
-        )
+        """The answer once signed, with :meth:`get_signed_redirect` as ``redirect``."""
+        answer: dict[str, Any] = {
+            "ok": True,
+            "application": application.application_id,
+            "service": application.service,
+            "timestamped": application.timestamp_time is not None,
+        }
+        redirect = self.get_signed_redirect(application.application_id)
+        if redirect:
+            answer["redirect"] = redirect
+        return JsonResponse(answer)

@@ -159,7 +159,7 @@ def start_mobile_signing(
             c.sign_data(r.text.encode("utf-8")) for c, r in zip(channels, rows, strict=True)
         ],
         expires_at=min(row.expires_at for row in rows),
-        extra={"requests": ",".join(wanted), "tbs": ",".join(c.tbs for c in channels)},
+        extra={"requests": ",".join(wanted)},
         hint=hint,
     )
 
@@ -176,7 +176,7 @@ def poll_mobile_signing(
     if isinstance(polled, MobilePending):
         return polled
     record, answer = polled
-    if "requests" not in record or "tbs" not in record:
+    if "requests" not in record:
         raise MobileTransactionUnknown("not a signing transaction")
     tokens = record["requests"].split(",")
     if record.get("op_code") == "BATSIGN":

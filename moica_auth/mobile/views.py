@@ -70,7 +70,7 @@ from moica_auth.mobile.source import (
     MobileWebStart,
 )
 from moica_auth.services import Services, get_services
-from moica_auth.session import LEGACY_CHANNEL_KEY, PENDING_KEY
+from moica_auth.session import PENDING_KEY
 from moica_auth.views import (
     _DjangoLoginSession,
     _error_response,
@@ -96,9 +96,6 @@ logger = logging.getLogger("moica_auth")
 #: step-up fields, next) until the status request finishes the login.
 TRANSACTIONS_KEY = "moica_auth_mobile"
 _MAX_KEPT = 8
-#: Where the channel was kept before :class:`~moica_auth.session.SessionRecord` carried
-#: it (read for old sessions by ``SessionRecord.read``; no longer written).
-CHANNEL_KEY = LEGACY_CHANNEL_KEY
 
 _lock = threading.Lock()
 _cached: tuple[Services, Any, MobileCredentialSource] | None = None
